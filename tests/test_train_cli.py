@@ -1,0 +1,43 @@
+"""`python -m train.ppo` end to end in a subprocess, with a tiny budget, two seeds and offline wandb."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from train_synth import sine_frame
+
+from train.logging import read_metrics
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_cli_smoke_run(tmp_path):
+    data = tmp_path / "sine.csv"
+    sine_frame(500).to_csv(data)
+    run_dir = tmp_path / "run"
+    cmd = [
+        sys.executable, "-m", "train.ppo", f"env.data_path={data}", "env.test_split_start=2024-01-18",
+        "env.window_sizes=[8]", "env.num_envs=8", "collector.frames_per_batch=64", "collector.total_frames=192",
+        "loss.mini_batch_size=32", "model.hidden_size=16", "model.num_layers=1", "num_seeds=2",
+        "eval.train_max_steps=40", "logger.mode=offline", f"logger.run_dir={run_dir}",
+    ]
+    env = dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true")
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "PPO summary" in proc.stdout and "±" in proc.stdout
+    records = read_metrics(str(run_dir))
+    last = [r for r in records if "train/loss" in r][-1]
+    assert last["iteration"] == 3 and "train/reward_seed_std" in last and "eval/reward_seed_std" in last
+    assert os.path.isfile(run_dir / "checkpoints" / "ckpt_00000003.msgpack")
+    assert any(name.endswith(".png") for name in os.listdir(run_dir / "plots"))
+    assert os.path.isdir(run_dir / "wandb")
+    assert (run_dir / "config.yaml").read_text().count("num_seeds: 2") == 1
+
+
+def test_cli_bad_key_exits_2_with_the_valid_keys():
+    proc = subprocess.run([sys.executable, "-m", "train.ppo", "optim.learning_rate=1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown config key 'optim.learning_rate'" in proc.stderr and "optim.lr" in proc.stderr

@@ -1,0 +1,27 @@
+"""trading_jax: a JAX-native trading environment with TorchTrade-equivalent semantics."""
+
+from trading_jax.config import EnvConfig
+from trading_jax.env import ActionKind, EnvParams, EnvState, TradingEnv, make
+from trading_jax.market import Market, MarketData, build_market, load_ohlcv
+from trading_jax.metrics import buy_and_hold, episode_metrics
+from trading_jax.plotting import render_history
+from trading_jax.rollout import lane_history, random_policy, rollout
+
+__all__ = [
+    "ActionKind",
+    "EnvConfig",
+    "EnvParams",
+    "EnvState",
+    "Market",
+    "MarketData",
+    "TradingEnv",
+    "build_market",
+    "buy_and_hold",
+    "episode_metrics",
+    "lane_history",
+    "load_ohlcv",
+    "make",
+    "random_policy",
+    "render_history",
+    "rollout",
+]

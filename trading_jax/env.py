@@ -1,0 +1,513 @@
+"""`TradingEnv`: the pure-JAX counterpart of TorchTrade's `SequentialTradingEnv` (spec §2–§4).
+
+gymnax-style: `reset(key, params)` and `step(key, state, action, params)` act on ONE lane and are
+`jax.vmap`-ed for many. `step` auto-resets; `step_env` does not; `transition` is the lowest level and
+takes the slippage multiplier as an input (tests inject the golden `slippage_u` there).
+
+Shapes: `obs` is `[obs_dim]` float32 with `obs_dim = sum_k window_k * features_k + 6`; under vmap every
+leaf gains a leading `[num_envs]` axis.
+"""
+
+from __future__ import annotations
+
+import enum
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from trading_jax import accounting as acc
+from trading_jax.config import EnvConfig
+from trading_jax.market import Market, MarketData, build_market
+from trading_jax.rewards import log_return_reward, reward_arity
+from trading_jax.timeframes import parse_timeframe
+
+ACCOUNT_FEATURES = (
+    "exposure",
+    "position_direction",
+    "unrealized_pnl_pct",
+    "holding_time",
+    "leverage",
+    "distance_to_liquidation",
+)
+
+
+class ActionKind(enum.IntEnum):
+    """Integer codes of the trade labels (spec §3.14, §4.2); `info["action_kind"]` holds them."""
+
+    HOLD = 0
+    BUY = 1
+    SELL = 2
+    LONG = 3
+    SHORT = 4
+    FLAT = 5
+    CLOSE_PARTIAL = 6
+    LIQUIDATION = 7
+    CLOSE = 8
+    SLTP_SL = 9
+    SLTP_TP = 10
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+class BracketSide(enum.IntEnum):
+    """What a bracket-mode action does (spec §4.1)."""
+
+    HOLD = 0
+    CLOSE = 1
+    LONG = 2
+    SHORT = 3
+
+
+@struct.dataclass
+class EnvState:
+    """One lane's state: every leaf is a scalar array (`[num_envs]` under vmap)."""
+
+    bar: jax.Array  # int32, current execution bar i (the agent has seen bar i)
+    start: jax.Array  # int32, first bar of the episode
+    end: jax.Array  # int32, one past the episode's last bar
+    step_count: jax.Array  # int32, steps taken in this episode
+    exhausted: jax.Array  # bool, the last bar has been read: the next step is the exhaustion response
+    balance: jax.Array  # money, free cash
+    position: jax.Array  # money, signed size in base units (> 0 long, < 0 short)
+    entry: jax.Array  # money, entry price (0 when flat)
+    hold: jax.Array  # int32, holding-time counter (§3.9)
+    hold_dir: jax.Array  # int32, sign of the position when `hold` was last advanced
+    prev_action: jax.Array  # int32, last action index (-1: none yet) for the same-action shortcut
+    initial_pv: jax.Array  # money, this episode's starting cash
+    pv: jax.Array  # money, portfolio value at the close of `bar`
+    peak_pv: jax.Array  # money, running maximum of `pv` in this episode
+    stop_loss: jax.Array  # money, bracket stop price (0: none)
+    take_profit: jax.Array  # money, bracket target price (0: none)
+
+
+@struct.dataclass
+class EnvParams:
+    """Everything numeric: market arrays and settings. A pytree, so it can be vmapped (e.g. over fees)."""
+
+    market: MarketData
+    action_levels: jax.Array  # [num_actions] money; unused in bracket mode
+    leverage: jax.Array
+    transaction_fee: jax.Array
+    slippage: jax.Array
+    maintenance_margin_rate: jax.Array
+    bankrupt_threshold: jax.Array
+    cash: jax.Array  # money, the fixed initial cash (the low end of a range)
+    cash_lo: jax.Array  # int32
+    cash_hi: jax.Array  # int32; a range is drawn iff cash_hi > cash_lo
+    random_start: jax.Array  # bool
+    max_traj_length: jax.Array  # int32, 0 means none
+    # bracket mode (spec §4); [num_actions] tables built from the action map
+    bracket_side: jax.Array  # int32 BracketSide
+    bracket_sl: jax.Array  # money, stop offset as stored in the action map (long < 0, short > 0)
+    bracket_tp: jax.Array  # money, target offset (long > 0, short < 0)
+    position_fraction: jax.Array
+    quantity_per_trade: jax.Array
+    lock_position: jax.Array  # bool
+
+
+def bracket_action_map(config: EnvConfig) -> list[tuple[str, float, float]]:
+    """The bracket action map of spec §4.1: `[(side, sl, tp), ...]` in index order."""
+    actions = []
+    if config.include_hold_action:
+        actions.append(("hold", 0.0, 0.0))
+    if config.include_close_action:
+        actions.append(("close", 0.0, 0.0))
+    pairs = [(sl, tp) for sl in config.stoploss_levels for tp in config.takeprofit_levels]
+    actions += [("long", sl, tp) for sl, tp in pairs]
+    if config.is_futures:
+        actions += [("short", -sl, -tp) for sl, tp in pairs]
+    return actions
+
+
+def _random_words(key: jax.Array) -> jax.Array:
+    """All the randomness of one step, from one threefry call: `[slippage, start, cash]` uint32 words."""
+    return jax.random.bits(key, (3,), jnp.uint32)
+
+
+def _unit_float(word: jax.Array) -> jax.Array:
+    """Float32 in [0, 1) from the top 23 bits of a uint32 word (as `jax.random.uniform` builds it)."""
+    mantissa = (word >> jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+
+
+def _uniform_int(word: jax.Array, n: jax.Array) -> jax.Array:
+    """Integer in [0, n) from a uint32 word; the modulo bias, below n / 2**32, is negligible here."""
+    return (word % jnp.asarray(n).astype(jnp.uint32)).astype(jnp.int32)
+
+
+def _select(pred, on_true, on_false):
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+class TradingEnv:
+    """The env's static part: shapes, the config and the reward function. Numbers live in `EnvParams`."""
+
+    def __init__(self, market: Market, config: EnvConfig, reward_fn=None):
+        self.market = market
+        self.config = config
+        self.reward_fn = log_return_reward if reward_fn is None else reward_fn
+        self._reward_arity = reward_arity(self.reward_fn)
+        self.window_sizes = tuple(market.window_sizes)
+        self.feature_sizes = tuple(int(f.shape[1]) for f in market.data.features)
+        self.window_keys = tuple(
+            f"market_data_{tf.key}_{w}" for tf, w in zip(market.time_frames, self.window_sizes, strict=True)
+        )
+        self.num_bars = int(market.data.ohlc.shape[0])
+        if config.sltp:
+            self.action_map = bracket_action_map(config)
+        else:
+            self.action_map = None
+        self.num_actions = len(self.action_map) if config.sltp else len(config.action_levels)
+        market_dim = sum(w * f for w, f in zip(self.window_sizes, self.feature_sizes, strict=True))
+        self.observation_shape = (market_dim + len(ACCOUNT_FEATURES),)
+
+    # ------------------------------------------------------------------ params
+    def default_params(self) -> EnvParams:
+        cfg, dt = self.config, acc.money_dtype()
+        lo, hi = cfg.cash_range
+        if cfg.sltp:
+            sides = {"hold": BracketSide.HOLD, "close": BracketSide.CLOSE, "long": BracketSide.LONG,
+                     "short": BracketSide.SHORT}
+            bracket_side = [int(sides[s]) for s, _, _ in self.action_map]
+            bracket_sl = [sl for _, sl, _ in self.action_map]
+            bracket_tp = [tp for _, _, tp in self.action_map]
+        else:
+            bracket_side, bracket_sl, bracket_tp = [0], [0.0], [0.0]
+        scalar = lambda v: jnp.asarray(v, dt)
+        return EnvParams(
+            market=self.market.data,
+            action_levels=jnp.asarray(cfg.action_levels, dt),
+            leverage=scalar(cfg.leverage),
+            transaction_fee=scalar(cfg.transaction_fee),
+            slippage=scalar(cfg.slippage),
+            maintenance_margin_rate=scalar(cfg.maintenance_margin_rate),
+            bankrupt_threshold=scalar(cfg.bankrupt_threshold),
+            cash=scalar(lo),
+            cash_lo=jnp.asarray(int(lo), jnp.int32),
+            cash_hi=jnp.asarray(int(hi) if isinstance(cfg.initial_cash, tuple) else int(lo), jnp.int32),
+            random_start=jnp.asarray(cfg.random_start),
+            max_traj_length=jnp.asarray(cfg.max_traj_length or 0, jnp.int32),
+            bracket_side=jnp.asarray(bracket_side, jnp.int32),
+            bracket_sl=jnp.asarray(bracket_sl, dt),
+            bracket_tp=jnp.asarray(bracket_tp, dt),
+            position_fraction=scalar(cfg.position_fraction),
+            quantity_per_trade=scalar(cfg.quantity_per_trade),
+            lock_position=jnp.asarray(cfg.lock_position_until_sltp),
+        )
+
+    # ------------------------------------------------------------------ observation
+    def get_obs(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """Flat observation `[obs_dim]` float32 at `state.bar` (spec §1.8)."""
+        parts = []
+        for k, w in enumerate(self.window_sizes):
+            row = params.market.row_index[k][state.bar]
+            window = jax.lax.dynamic_slice_in_dim(params.market.features[k], row + 1, w, axis=0)
+            parts.append(window.reshape(-1))
+        close = params.market.ohlc[state.bar, 3].astype(state.pv.dtype)
+        parts.append(self._account(state, close, params))
+        return jnp.concatenate(parts)
+
+    def _account(self, state: EnvState, close, params: EnvParams):
+        return acc.account_state(
+            state.balance, state.position, state.entry, state.pv, state.hold, close,
+            params.leverage, params.maintenance_margin_rate,
+        )
+
+    def split_observation(self, obs) -> dict[str, Any]:
+        """Split flat observations `[..., obs_dim]` into `{window key: [..., w, F], "account_state": [..., 6]}`."""
+        out, offset = {}, 0
+        for key, w, f in zip(self.window_keys, self.window_sizes, self.feature_sizes, strict=True):
+            out[key] = obs[..., offset : offset + w * f].reshape(*obs.shape[:-1], w, f)
+            offset += w * f
+        out["account_state"] = obs[..., offset:]
+        return out
+
+    # ------------------------------------------------------------------ reset
+    def reset_state(self, key: jax.Array, params: EnvParams) -> EnvState:
+        """A fresh episode (spec §2.3)."""
+        return self._reset_from_bits(_random_words(key)[1:], params)
+
+    def _reset_from_bits(self, bits: jax.Array, params: EnvParams) -> EnvState:
+        """A fresh episode from two random uint32 words: index arithmetic only, cheap enough for the
+        auto-reset, which computes it for every lane on every step."""
+        dt = acc.money_dtype()
+        num_bars = params.market.ohlc.shape[0]
+        m = params.max_traj_length
+        # Q18 fix: a random start always leaves at least one real step (start <= T - 2 without a max length).
+        last_start = jnp.maximum(jnp.where(m > 0, num_bars - m, num_bars - 2), 0)
+        drawn = _uniform_int(bits[0], last_start + 1)
+        start = jnp.where(params.random_start, drawn, 0).astype(jnp.int32)
+        end = jnp.where(m > 0, jnp.minimum(start + m, num_bars), num_bars).astype(jnp.int32)
+        drawn_cash = params.cash_lo + _uniform_int(bits[1], params.cash_hi - params.cash_lo + 1)
+        cash = jnp.where(params.cash_hi > params.cash_lo, drawn_cash.astype(dt), params.cash)
+        zero, izero = jnp.zeros((), dt), jnp.zeros((), jnp.int32)
+        return EnvState(
+            bar=start, start=start, end=end, step_count=izero, exhausted=start + 1 >= end,
+            balance=cash, position=zero, entry=zero, hold=izero, hold_dir=izero,
+            prev_action=jnp.full((), -1, jnp.int32), initial_pv=cash, pv=cash, peak_pv=cash,
+            stop_loss=zero, take_profit=zero,
+        )
+
+    def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+        state = self.reset_state(key, params)
+        return self.get_obs(state, params), state
+
+    # ------------------------------------------------------------------ trading
+    def _rebalance(self, state: EnvState, action, p, params: EnvParams):
+        """Fractional-level rebalance (spec §3.3–3.7). Returns `(balance, position, entry, kind)`."""
+        L, f = params.leverage, params.transaction_fee
+        bal, q, e = state.balance, state.position, state.entry
+        levels = params.action_levels
+        allows_short = jnp.any(levels < 0) & (L > 1)
+        level = levels[action]
+        level = jnp.where(allows_short, level, jnp.maximum(level, 0.0))
+
+        q_t, _ = acc.target_position(acc.portfolio_value(bal, q, e, p, L), level, p, L, f)
+        tol = jnp.where(q_t == 0, 0.0, jnp.maximum(0.02 * jnp.abs(q_t), 1.0 / p))
+        acts = ~((action == state.prev_action) & (q != 0)) & ~((q != 0) & (jnp.abs(q_t - q) < tol))
+        flat, to_flat = q == 0, q_t == 0
+        switch = ~flat & ~to_flat & (jnp.sign(q) != jnp.sign(q_t))
+        resize = ~flat & ~to_flat & ~switch
+        do_close = acts & ~flat & (to_flat | switch)
+        do_open = acts & ~to_flat & (flat | switch)
+        do_increase = acts & resize & (jnp.abs(q_t) > jnp.abs(q))
+        do_decrease = acts & resize & (jnp.abs(q_t) <= jnp.abs(q))
+
+        bal1 = jnp.where(do_close, acc.book_close(bal, q, e, p, L, f), bal)
+        # An open is sized from the flat portfolio (= the balance), before or after a close (§3.4).
+        q_open, n_open = acc.target_position(bal1, level, p, L, f)
+        bal_open, open_ok = acc.book_open(bal1, n_open, L, f)
+        opened = do_open & open_ok
+        bal_inc, e_inc, inc_ok = acc.book_increase(bal, q, e, q_t, p, L, f)
+        increased = do_increase & inc_ok
+        bal_dec = acc.book_decrease(bal, q, e, q_t, p, L, f)
+
+        new_bal = jnp.where(opened, bal_open, bal1)
+        new_bal = jnp.where(increased, bal_inc, jnp.where(do_decrease, bal_dec, new_bal))
+        new_q = jnp.where(do_close, 0.0, q)
+        new_q = jnp.where(opened, q_open, jnp.where(increased | do_decrease, q_t, new_q))
+        new_e = jnp.where(do_close, 0.0, e)
+        new_e = jnp.where(opened, p, jnp.where(increased, e_inc, new_e))
+
+        long_short = lambda size: jnp.where(size > 0, ActionKind.LONG, ActionKind.SHORT)
+        kind = jnp.full((), ActionKind.HOLD, jnp.int32)
+        kind = jnp.where(do_close & to_flat, jnp.where(allows_short, ActionKind.FLAT, ActionKind.SELL), kind)
+        kind = jnp.where(opened, jnp.where(allows_short, long_short(q_open), ActionKind.BUY), kind)
+        kind = jnp.where(increased, jnp.where(allows_short, long_short(q_t - q), ActionKind.BUY), kind)
+        kind = jnp.where(
+            do_decrease, jnp.where(allows_short, ActionKind.CLOSE_PARTIAL, ActionKind.SELL), kind
+        )
+        return new_bal, new_q, new_e, kind
+
+    def _liquidate(self, bal, q, e, kind, bar, params: EnvParams):
+        """Liquidation on the next bar's wick (spec §3.10)."""
+        L, f = params.leverage, params.transaction_fee
+        o, h, lo = bar[0], bar[1], bar[2]
+        liq = acc.liquidation_price(q, e, L, params.maintenance_margin_rate)
+        hit = acc.liquidation_breached(q, liq, lo, h, L)
+        fill = acc.liquidation_fill(q, e, liq, o, L, f)
+        bal = jnp.where(hit, acc.book_close(bal, q, e, fill, L, f), bal)
+        return bal, jnp.where(hit, 0.0, q), jnp.where(hit, 0.0, e), jnp.where(hit, ActionKind.LIQUIDATION, kind)
+
+    def _bracket_trade(self, state: EnvState, action, p, params: EnvParams):
+        """Bracket-order action (spec §4.2). Returns `(balance, position, entry, sl, tp, kind)`."""
+        L, f = params.leverage, params.transaction_fee
+        bal, q, e = state.balance, state.position, state.entry
+        side = params.bracket_side[action]
+        side = jnp.where(params.lock_position & (q != 0), BracketSide.HOLD, side)
+        want_long, want_short = side == BracketSide.LONG, side == BracketSide.SHORT
+        duplicate = (want_long & (q > 0)) | (want_short & (q < 0))
+        do_trade = (want_long | want_short) & ~duplicate
+        agent_close = (side == BracketSide.CLOSE) & (q != 0)
+        closes = agent_close | (do_trade & (q != 0))  # a flip books its close first, unconditionally
+        bal1 = jnp.where(closes, acc.book_close(bal, q, e, p, L, f), bal)
+
+        mode = self.config.trade_mode
+        if mode == "fractional":
+            frac = params.position_fraction
+            level = jnp.where((L == 1) | want_long, frac, -frac)
+            size, notional = acc.target_position(bal1, level, p, L, f)
+        else:
+            if mode == "notional":
+                notional = params.quantity_per_trade
+                magnitude = notional / p
+            else:
+                magnitude = params.quantity_per_trade
+                notional = magnitude * p
+            size = jnp.where(want_long, magnitude, -magnitude)
+        bal_open, ok = acc.book_open(bal1, notional, L, f)
+        opened = do_trade & ok
+
+        new_bal = jnp.where(opened, bal_open, bal1)
+        new_q = jnp.where(opened, size, jnp.where(closes, 0.0, q))
+        new_e = jnp.where(opened, p, jnp.where(closes, 0.0, e))
+        sl = jnp.where(opened, p * (1 + params.bracket_sl[action]), state.stop_loss)
+        tp = jnp.where(opened, p * (1 + params.bracket_tp[action]), state.take_profit)
+        kind = jnp.where(agent_close, ActionKind.CLOSE, ActionKind.HOLD)
+        kind = jnp.where(opened, jnp.where(want_long, ActionKind.LONG, ActionKind.SHORT), kind)
+        return new_bal, new_q, new_e, sl, tp, kind
+
+    def _bracket_exits(self, bal, q, e, sl, tp, kind, bar, params: EnvParams):
+        """Stops, targets and liquidation on the next bar, in the priority of spec §4.3."""
+        L, f = params.leverage, params.transaction_fee
+        o, h, lo, c = bar[0], bar[1], bar[2], bar[3]
+        long = q > 0
+        bar_min = jnp.minimum(jnp.minimum(o, lo), c)
+        bar_max = jnp.maximum(jnp.maximum(o, h), c)
+        armed = (q != 0) & ((sl != 0) | (tp != 0))
+        sl_hit = armed & (sl > 0) & jnp.where(long, bar_min <= sl, bar_max >= sl)
+        tp_hit = armed & ~sl_hit & (tp > 0) & jnp.where(long, bar_max >= tp, bar_min <= tp)
+        liq = acc.liquidation_price(q, e, L, params.maintenance_margin_rate)
+        stop_first = sl_hit & jnp.where(long, (sl > liq) & (o > liq), (sl < liq) & (o < liq))
+        liquidated = acc.liquidation_breached(q, liq, lo, h, L) & ~stop_first
+        stop_fill = jnp.where(long, jnp.minimum(o, sl), jnp.maximum(o, sl))
+        fill = jnp.where(
+            liquidated, acc.liquidation_fill(q, e, liq, o, L, f), jnp.where(sl_hit, stop_fill, tp)
+        )
+        exits = liquidated | sl_hit | tp_hit
+        bal = jnp.where(exits, acc.book_close(bal, q, e, fill, L, f), bal)
+        kind = jnp.where(tp_hit, ActionKind.SLTP_TP, kind)
+        kind = jnp.where(sl_hit, ActionKind.SLTP_SL, kind)
+        kind = jnp.where(liquidated, ActionKind.LIQUIDATION, kind)
+        return bal, jnp.where(exits, 0.0, q), jnp.where(exits, 0.0, e), kind
+
+    # ------------------------------------------------------------------ step
+    def transition(self, state: EnvState, action, slippage_u, params: EnvParams):
+        """One step without auto-reset, with the slippage multiplier `slippage_u` given (spec §3.2).
+
+        Returns `(state, reward, terminated, truncated, kind)`. Stepping an exhausted episode returns the
+        exhaustion response (§3.11): same bar and account, reward 0, truncated.
+        """
+        dt = state.pv.dtype
+        ohlc = params.market.ohlc
+        nxt = jnp.minimum(state.bar + 1, ohlc.shape[0] - 1)
+        bar = ohlc[nxt].astype(dt)
+        p = ohlc[state.bar, 3].astype(dt) * jnp.asarray(slippage_u).astype(dt)
+
+        if self.config.sltp:
+            bal, q, e, sl, tp, kind = self._bracket_trade(state, action, p, params)
+            bal, q, e, kind = self._bracket_exits(bal, q, e, sl, tp, kind, bar, params)
+        else:
+            bal, q, e, kind = self._rebalance(state, action, p, params)
+            bal, q, e, kind = self._liquidate(bal, q, e, kind, bar, params)
+            sl, tp = state.stop_loss, state.take_profit
+        flat = q == 0
+        direction = jnp.sign(q).astype(jnp.int32)
+        hold = jnp.where(flat, 0, jnp.where(direction != state.hold_dir, 1, state.hold + 1))
+        pv = acc.portfolio_value(bal, q, e, bar[3], params.leverage)
+        new = state.replace(
+            bar=nxt, step_count=state.step_count + 1, exhausted=nxt + 1 >= state.end,
+            balance=bal, position=q, entry=e, hold=hold.astype(jnp.int32), hold_dir=direction,
+            prev_action=jnp.asarray(action, jnp.int32), pv=pv, peak_pv=jnp.maximum(state.peak_pv, pv),
+            # Q26 fix: brackets are cleared whenever the position is gone.
+            stop_loss=jnp.where(flat, 0.0, sl), take_profit=jnp.where(flat, 0.0, tp),
+        )
+        if self._reward_arity == 3:
+            reward = self.reward_fn(state.pv, pv, new)
+        else:
+            reward = self.reward_fn(state.pv, pv)
+        # Q2 fix: a wiped account (PV <= 0) terminates even with bankrupt_threshold = 0.
+        terminated = (pv < params.bankrupt_threshold * state.initial_pv) | (pv <= 0)
+        truncated = new.exhausted | (new.step_count >= state.end - state.start)
+
+        was_exhausted = state.exhausted
+        new = _select(was_exhausted, state.replace(step_count=state.step_count + 1), new)
+        reward = jnp.where(was_exhausted, 0.0, reward).astype(jnp.float32)
+        terminated = terminated & ~was_exhausted
+        truncated = truncated | was_exhausted
+        kind = jnp.where(was_exhausted, ActionKind.HOLD, kind).astype(jnp.int32)
+        return new, reward, terminated, truncated, kind
+
+    def slippage_multiplier(self, word: jax.Array, params: EnvParams) -> jax.Array:
+        """Float32 `u ~ U(1 - s, 1 + s)` from one random uint32 word (exactly 1.0 when s = 0)."""
+        s = params.slippage.astype(jnp.float32)
+        return (1.0 - s) + (2.0 * s) * _unit_float(word)
+
+    def describe(self, state: EnvState, params: EnvParams) -> dict[str, jax.Array]:
+        """The account fields of `info` for a state (also used for the reset row of a history)."""
+        return {
+            "portfolio_value": state.pv,
+            "balance": state.balance,
+            "position_size": state.position,
+            "entry_price": state.entry,
+            "price": params.market.ohlc[state.bar, 3],
+            "bar": state.bar,
+            "step": state.step_count,
+        }
+
+    def _step_state(self, words, state, action, params):
+        new, reward, terminated, truncated, kind = self.transition(
+            state, action, self.slippage_multiplier(words[0], params), params
+        )
+        info = self.describe(new, params)
+        info.update(terminated=terminated, truncated=truncated, action_kind=kind)
+        return new, reward, terminated | truncated, info
+
+    def step_env(self, key, state, action, params):
+        """One step without auto-reset: `(obs, state, reward, done, info)`."""
+        new, reward, done, info = self._step_state(_random_words(key), state, action, params)
+        obs = self.get_obs(new, params)
+        info["final_observation"] = obs
+        return obs, new, reward, done, info
+
+    def step(self, key, state, action, params):
+        """One step with auto-reset: on `done` the returned obs/state start a new episode, while
+        `info["final_observation"]` (and the account fields of `info`) describe the episode's last bar.
+
+        The same key gives the same transition as `step_env`; its other two words draw the reset.
+        """
+        words = _random_words(key)
+        new, reward, done, info = self._step_state(words, state, action, params)
+        info["final_observation"] = self.get_obs(new, params)
+        state = _select(done, self._reset_from_bits(words[1:], params), new)
+        return self.get_obs(state, params), state, reward, done, info
+
+
+def make(data, config: EnvConfig | None = None, *, features=None, reward_fn=None, allow_missing=False):
+    """Build `(env, params)` from a `Market`, or from anything `load_ohlcv` accepts.
+
+    `features` and `allow_missing` (only when `data` is not already a `Market`) go to `build_market`:
+    None (raw OHLCV + aux, the reference default), one callable, or one entry per timeframe (spec §1.4).
+    `reward_fn(old_pv, new_pv[, state])`: batched, see `trading_jax.rewards`.
+    """
+    config = EnvConfig() if config is None else config
+    if not isinstance(config, EnvConfig):
+        raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
+    if isinstance(data, Market):
+        if features is not None:
+            raise ValueError("features: pass them to build_market; this Market's features are already built")
+        market = data
+        got = (tuple(tf.key for tf in market.time_frames), tuple(market.window_sizes), market.execute_on.key)
+        want = (
+            tuple(parse_timeframe(tf).key for tf in config.time_frames),
+            tuple(config.window_sizes),
+            parse_timeframe(config.execute_on).key,
+        )
+        if got != want:
+            raise ValueError(
+                f"the Market was built for (time_frames, window_sizes, execute_on) = {got}, but the config "
+                f"asks for {want}: rebuild the market with build_market(..., {want})"
+            )
+    else:
+        market = build_market(
+            data, config.time_frames, config.window_sizes, config.execute_on, features,
+            allow_missing=allow_missing,
+        )
+    num_bars = int(market.data.ohlc.shape[0])
+    if config.random_start and (num_bars < 2 or config.max_traj_length == 1):
+        raise ValueError(
+            f"random_start needs episodes of at least one step: the timeline has {num_bars} bars and "
+            f"max_traj_length={config.max_traj_length}; use more data or max_traj_length >= 2"
+        )
+    if not config.random_start and (num_bars < 2 or config.max_traj_length == 1):
+        warnings.warn(
+            "every episode has zero steps (one bar to read): each step returns the exhaustion response",
+            stacklevel=2,
+        )
+    env = TradingEnv(market, config, reward_fn)
+    return env, env.default_params()

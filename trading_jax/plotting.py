@@ -1,0 +1,79 @@
+"""`render_history`: the reference's three-panel history plot (spec §6.5), with the Q21 fix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trading_jax.env import ActionKind
+from trading_jax.metrics import buy_and_hold
+
+_EXITS = (
+    ActionKind.CLOSE, ActionKind.LIQUIDATION, ActionKind.SLTP_SL, ActionKind.SLTP_TP,
+    ActionKind.FLAT, ActionKind.CLOSE_PARTIAL,  # Q21: the reference never marks these two
+)
+
+
+def render_history(history, leverage: float = 1.0, allows_short: bool | None = None, title: str | None = None):
+    """Draw one lane's episode: price with trade markers, portfolio value vs buy-and-hold, exposure.
+
+    `history`: dict of 1-D arrays `price, portfolio_value, position_size, action_kind` with the reset row
+    first (e.g. `trading_jax.lane_history(traj, lane)`). Returns a matplotlib `Figure`.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no global figure registry, works headless
+
+    price = np.asarray(history["price"], np.float64)
+    value = np.asarray(history["portfolio_value"], np.float64)
+    position = np.asarray(history["position_size"], np.float64)
+    kind = np.asarray(history["action_kind"], np.int64)
+    if allows_short is None:
+        allows_short = bool(np.any(position < 0)) or bool(np.any(kind == ActionKind.SHORT))
+    x = np.arange(len(price))
+    prev_side = np.sign(np.concatenate([[0.0], position[:-1]]))
+
+    fig = Figure(figsize=(12, 10))
+    ax_price, ax_value, ax_exp = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]})
+    ax_price.plot(x, price, color="tab:blue", lw=1, label="Price")
+    exits = np.isin(kind, _EXITS)
+    if allows_short:
+        marks = [
+            (kind == ActionKind.LONG, "^", "green", "Long Open"),
+            (kind == ActionKind.SHORT, "v", "red", "Short Open"),
+            (exits & (prev_side > 0), "v", "orange", "Long Close"),
+            (exits & (prev_side < 0), "^", "cyan", "Short Close"),
+        ]
+        ax_price.set_title(title or "Price History with Long/Short Actions")
+    else:
+        marks = [
+            (np.isin(kind, (ActionKind.BUY, ActionKind.LONG)), "^", "green", "Buy"),
+            (np.isin(kind, (ActionKind.SELL, ActionKind.SHORT)), "v", "red", "Sell"),
+            (exits, "v", "orange", "Position Close"),
+        ]
+        ax_price.set_title(title or "Price History with Buy/Sell Actions")
+    for mask, marker, color, label in marks:
+        if mask.any():
+            ax_price.scatter(x[mask], price[mask], marker=marker, color=color, s=60, label=label, zorder=3)
+    ax_price.set_ylabel("Price (USD)")
+    ax_price.legend(loc="best")
+    ax_price.grid(alpha=0.3)
+
+    ax_value.plot(x, value, color="green", lw=1.2, label="Portfolio Value")
+    if len(price):
+        bh = buy_and_hold(price, value[0], leverage)
+        ax_value.plot(x, bh, color="purple", ls="--", lw=1.2, label=f"Buy and Hold ({leverage:g}x)")
+    ax_value.set_title("Portfolio Value vs Buy and Hold")
+    ax_value.set_ylabel("Portfolio Value (USD)")
+    ax_value.legend(loc="best")
+    ax_value.grid(alpha=0.3)
+
+    exposure = np.where(value > 0, position * price / np.where(value > 0, value, 1.0) * 100, 0.0)
+    ax_exp.plot(x, exposure, color="black", lw=0.8)
+    ax_exp.fill_between(x, exposure, 0, where=exposure > 0, color="green", alpha=0.3, label="Long")
+    if allows_short:
+        ax_exp.fill_between(x, exposure, 0, where=exposure < 0, color="red", alpha=0.3, label="Short")
+    ax_exp.axhline(0, color="grey", lw=0.8)
+    ax_exp.set_title("Exposure History")
+    ax_exp.set_ylabel("Exposure (%)")
+    ax_exp.set_xlabel("Time (Index)")
+    ax_exp.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

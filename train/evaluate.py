@@ -1,0 +1,259 @@
+"""Deterministic evaluation of a policy (spec §6.5) and the `python -m train.evaluate` entry point.
+
+The policy is the argmax of the logits with the network in eval mode (BatchNorm running statistics, no
+dropout). One episode starts at the first bar of a span (`random_start=False`) and runs to its end (or to
+bankruptcy). Reported per episode (prefix `eval/` for the test split, `eval/train_` for the training
+window): `reward` (sum of step rewards = ln(PV_end / PV_0) unless a -10 bankruptcy reward occurred, as the
+reference's eval/reward), `final_pv`, `log_return`, `bh_log_return` and `bh_final_pv` (the reference's
+buy-and-hold at the env leverage, no fees, over the same bars), `sharpe` (annualised, 365-day year),
+`sortino`, `max_drawdown`, `num_trades`, `time_in_market`, `steps`.
+
+    python -m train.evaluate RUN_DIR [data=PATH] [seed_index=K] [out=DIR] [group.key=value ...]
+
+Without `data=`, evaluates the run's test split and training window; with it, one episode over the whole
+of PATH (features normalised with the run's frozen training statistics when `env.features=zscore_train`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import trading_jax
+from trading_jax.metrics import periods_per_year
+from train.networks import apply_eval
+
+EPISODE_KEYS = ("reward", "done", "terminated", "portfolio_value", "position_size", "price", "action_kind", "action")
+
+
+def make_episode_fn(env, network, num_steps: int):
+    """Pure `fn(params, batch_stats, env_params, key) -> rows` of one deterministic episode.
+
+    `rows[k]` are `[num_steps + 1]` arrays (row 0 is the reset row), plus `valid [num_steps + 1]` (False
+    after the episode ended, e.g. by bankruptcy before the last bar).
+    """
+
+    def run(params, batch_stats, env_params, key):
+        k_reset, k_run = jax.random.split(key)
+        obs, state = env.reset(k_reset, env_params)
+        first = env.describe(state, env_params)
+        first = {
+            "reward": jnp.zeros((), jnp.float32),
+            "done": jnp.zeros((), bool),
+            "terminated": jnp.zeros((), bool),
+            "portfolio_value": first["portfolio_value"],
+            "position_size": first["position_size"],
+            "price": first["price"],
+            "action_kind": jnp.zeros((), jnp.int32),
+            "action": jnp.full((), -1, jnp.int32),
+            "valid": jnp.ones((), bool),
+        }
+
+        def _step(carry, key):
+            obs, state, alive = carry
+            logits, _ = apply_eval(network, params, batch_stats, obs[None])
+            action = jnp.argmax(logits[0]).astype(jnp.int32)
+            obs, state, reward, done, info = env.step_env(key, state, action, env_params)
+            row = {
+                "reward": reward,
+                "done": done,
+                "terminated": info["terminated"],
+                "portfolio_value": info["portfolio_value"],
+                "position_size": info["position_size"],
+                "price": info["price"],
+                "action_kind": info["action_kind"],
+                "action": action,
+                "valid": alive,
+            }
+            return (obs, state, alive & ~done), row
+
+        _, rows = jax.lax.scan(_step, (obs, state, jnp.ones((), bool)), jax.random.split(k_run, num_steps))
+        return jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rows)
+
+    return run
+
+
+@dataclass
+class EpisodeRunner:
+    """A compiled, seed-vmapped deterministic episode on one env bundle."""
+
+    bundle: object
+    fn: object  # jitted fn(params[K], batch_stats[K], env_params, keys[K]) -> rows [K, num_steps + 1]
+
+    def __call__(self, params, batch_stats, key):
+        k = jax.tree.leaves(params)[0].shape[0]
+        return jax.device_get(self.fn(params, batch_stats, self.bundle.params, jax.random.split(key, k)))
+
+
+def make_episode_runner(bundle, network) -> EpisodeRunner:
+    """The seed-vmapped jitted episode of `bundle`, cached on the bundle per network architecture."""
+    key = ("episode", network.num_actions, network.hidden_size, network.num_layers, network.dropout)
+    if key not in bundle.cache:
+        fn = make_episode_fn(bundle.env, network, bundle.num_steps)
+        bundle.cache[key] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0)))
+    return EpisodeRunner(bundle, bundle.cache[key])
+
+
+def lane(rows: dict, k: int) -> dict[str, np.ndarray]:
+    """Seed k's episode as NumPy history arrays (reset row first, rows after the end dropped)."""
+    valid = np.asarray(rows["valid"][k])
+    return {key: np.asarray(rows[key][k])[valid] for key in EPISODE_KEYS}
+
+
+def summarize(history: dict, leverage: float, bar_minutes: float) -> dict[str, float]:
+    """Episode numbers of one history (see module doc)."""
+    m = trading_jax.episode_metrics(history, periods_per_year(bar_minutes))
+    pv = np.asarray(history["portfolio_value"], np.float64)
+    bh = trading_jax.buy_and_hold(history["price"], pv[0], leverage)
+    return {
+        "reward": float(np.sum(history["reward"], dtype=np.float64)),
+        "final_pv": float(pv[-1]),
+        "log_return": float(m["log_return"]),
+        "bh_log_return": float(np.log(bh[-1] / pv[0])) if bh[-1] > 0 else -np.inf,
+        "bh_final_pv": float(bh[-1]),
+        "sharpe": float(m["sharpe"]),
+        "sortino": float(m["sortino"]),
+        "max_drawdown": float(m["max_drawdown"]),
+        "num_trades": float(m["num_trades"]),
+        "time_in_market": float(m["time_in_market"]),
+        "steps": float(len(pv) - 1),
+    }
+
+
+def save_history_png(history: dict, path: str, leverage: float, title: str | None = None) -> str:
+    fig = trading_jax.render_history(history, leverage=leverage, title=title)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=80)
+    os.replace(tmp, path)
+    return path
+
+
+def evaluate_policy(runner: EpisodeRunner, params, batch_stats, key, leverage: float):
+    """Run the episode for every seed. Returns `(per-seed summaries, rows)`."""
+    rows = runner(params, batch_stats, key)
+    k = np.asarray(rows["valid"]).shape[0]
+    bar_minutes = runner.bundle.market.execute_on.timedelta.total_seconds() / 60
+    return [summarize(lane(rows, i), leverage, bar_minutes) for i in range(k)], rows
+
+
+# --------------------------------------------------------------------------------------- CLI
+USAGE = """usage: python -m train.evaluate RUN_DIR [data=PATH] [seed_index=K] [out=DIR] [group.key=value ...]
+
+Evaluates the newest checkpoint of RUN_DIR with the deterministic policy (argmax, BatchNorm eval mode):
+on the run's test split and training window, or with data=PATH over the whole of PATH. Writes eval.json and
+history PNGs into OUT (default RUN_DIR/eval) and prints a table."""
+
+
+def _policy_from_checkpoint(ckpt) -> tuple[dict, dict]:
+    policy = ckpt.get("policy")
+    if policy is None:
+        raise ValueError(f"{ckpt['path']}: this checkpoint holds no policy block")
+    to_jnp = lambda tree: jax.tree.map(jnp.asarray, tree)
+    return to_jnp(policy["params"]), to_jnp(policy["batch_stats"])
+
+
+def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
+    """Evaluate a saved run (see USAGE). Returns `{span: [per-seed summary, ...]}`."""
+    from omegaconf import OmegaConf
+
+    from train.checkpoint import load_checkpoint
+    from train.config import default_config, load_config
+    from train.data import build_eval_bundle, build_setup, load_features
+    from train.networks import make_network
+
+    data_path, out_dir, seed_index, overrides = None, None, None, []
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key == "data":
+            data_path = value
+        elif key == "out":
+            out_dir = value
+        elif key == "seed_index":
+            seed_index = int(value)
+        else:
+            overrides.append(arg)
+    ckpt = load_checkpoint(run_dir)
+    base = OmegaConf.merge(default_config(), OmegaConf.create(ckpt["config"]))
+    cfg = load_config(overrides, base=base)
+    features_file = os.path.join(run_dir, "features.json")
+    frozen = load_features(features_file) if os.path.isfile(features_file) else None
+    params, batch_stats = _policy_from_checkpoint(ckpt)
+    k = jax.tree.leaves(params)[0].shape[0]
+    seeds = range(k) if seed_index is None else [seed_index]
+
+    if data_path:
+        bundles = {"data": build_eval_bundle(cfg, trading_jax.load_ohlcv(data_path), frozen)}
+    else:
+        setup = build_setup(cfg, frozen_features=frozen)
+        bundles = {"train": setup.train_eval} if setup.test is None else {"test": setup.test, "train": setup.train_eval}
+    first = next(iter(bundles.values()))
+    obs_dim = int(first.env.observation_shape[0])
+    kernel = params["BatchNormMLP_0"]["TorchDense_0"]["kernel"]
+    if kernel.shape[-2] != obs_dim:
+        raise ValueError(
+            f"the policy was trained on {kernel.shape[-2]} inputs but this data gives {obs_dim}: use the run's "
+            "time_frames, window_sizes and features"
+        )
+    network = make_network(cfg, int(first.env.num_actions))
+    out_dir = out_dir or os.path.join(run_dir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    leverage = float(cfg.env.leverage)
+    results = {}
+    key = jax.random.PRNGKey(int(cfg.seed))
+    for name, bundle in bundles.items():
+        runner = make_episode_runner(bundle, network)
+        summaries, rows = evaluate_policy(runner, params, batch_stats, key, leverage)
+        results[name] = [summaries[i] for i in seeds]
+        start, end = bundle.market.exec_times[0], bundle.market.exec_times[-1]
+        for i in seeds:
+            save_history_png(
+                lane(rows, i), os.path.join(out_dir, f"history_{name}_seed{i}.png"), leverage,
+                title=f"{name}: {start} .. {end} (seed {i})",
+            )
+    with open(os.path.join(out_dir, "eval.json"), "w") as fh:
+        json.dump({"checkpoint": ckpt["path"], "iteration": ckpt["iteration"], "results": results}, fh, indent=1)
+    _print_table(results, ckpt)
+    return results
+
+
+def _print_table(results: dict, ckpt: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Deterministic evaluation, checkpoint iteration {ckpt['iteration']}")
+    table.add_column("span")
+    table.add_column("seed", justify="right")
+    cols = ("reward", "final_pv", "bh_log_return", "sharpe", "max_drawdown", "num_trades", "steps")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, per_seed in results.items():
+        for i, s in enumerate(per_seed):
+            table.add_row(name, str(i), *(f"{s[c]:.4g}" for c in cols))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    t0 = time.time()
+    try:
+        evaluate_run(argv[0], argv[1:])
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"done in {time.time() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
