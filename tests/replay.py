@@ -50,7 +50,8 @@ def replay(case: str) -> tuple[dict, dict]:
             state, reward, terminated, truncated, kind = env.transition(state, action, u, params)
             row = dict(
                 reward=reward, terminated=terminated, truncated=truncated, kind=kind, exhausted=exhausted,
-                pv=state.pv, balance=state.balance, position_size=state.position, entry_price=state.entry,
+                pv=env.portfolio_value(state, params), balance=state.balance, position_size=state.position,
+                entry_price=state.entry,
                 hold_counter=state.hold, stop_loss=state.stop_loss, take_profit=state.take_profit,
                 obs=env.get_obs(state, params),
             )

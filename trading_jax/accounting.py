@@ -124,12 +124,11 @@ def liquidation_fill(q, e, liq, bar_open, L, f):
     return jnp.where(q > 0, long, short)
 
 
-def account_state(bal, q, e, pv, hold, price, L, mmr):
+def account_state(q, e, pv, hold, price, L, mmr):
     """The 6 account features at `price` (§1.7.1, §10.1), computed in money dtype, returned float32.
 
     `[exposure, direction, unrealized_pnl_pct, holding_time, leverage, distance_to_liquidation]`.
     """
-    del bal
     safe_pv = jnp.where(pv > 0, pv, 1.0)
     exposure = jnp.where(pv > 0, jnp.abs(q * price) / safe_pv, 0.0)
     direction = jnp.sign(q)

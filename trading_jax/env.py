@@ -65,24 +65,34 @@ class BracketSide(enum.IntEnum):
 
 @struct.dataclass
 class EnvState:
-    """One lane's state: every leaf is a scalar array (`[num_envs]` under vmap)."""
+    """One lane's state: every leaf is a scalar array (`[num_envs]` under vmap).
+
+    Only what cannot be derived is stored: the portfolio value is `portfolio_value(state, params)`, the
+    hold counter's direction is `sign(position)`, and the episode is exhausted when `bar + 1 >= end`.
+    """
 
     bar: jax.Array  # int32, current execution bar i (the agent has seen bar i)
     start: jax.Array  # int32, first bar of the episode
     end: jax.Array  # int32, one past the episode's last bar
-    step_count: jax.Array  # int32, steps taken in this episode
-    exhausted: jax.Array  # bool, the last bar has been read: the next step is the exhaustion response
     balance: jax.Array  # money, free cash
     position: jax.Array  # money, signed size in base units (> 0 long, < 0 short)
     entry: jax.Array  # money, entry price (0 when flat)
     hold: jax.Array  # int32, holding-time counter (§3.9)
-    hold_dir: jax.Array  # int32, sign of the position when `hold` was last advanced
     prev_action: jax.Array  # int32, last action index (-1: none yet) for the same-action shortcut
     initial_pv: jax.Array  # money, this episode's starting cash
-    pv: jax.Array  # money, portfolio value at the close of `bar`
-    peak_pv: jax.Array  # money, running maximum of `pv` in this episode
+    peak_pv: jax.Array  # money, highest portfolio value of this episode (for drawdown rewards)
     stop_loss: jax.Array  # money, bracket stop price (0: none)
     take_profit: jax.Array  # money, bracket target price (0: none)
+
+    @property
+    def exhausted(self) -> jax.Array:
+        """The episode's last bar has been read: the next step returns the exhaustion response (§3.11)."""
+        return self.bar + 1 >= self.end
+
+    @property
+    def step_count(self) -> jax.Array:
+        """Bars advanced in this episode (exhaustion responses do not advance)."""
+        return self.bar - self.start
 
 
 @struct.dataclass
@@ -124,9 +134,24 @@ def bracket_action_map(config: EnvConfig) -> list[tuple[str, float, float]]:
     return actions
 
 
+def _mix32(x: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijection that spreads every input bit over the output."""
+    x = (x ^ (x >> 16)) * jnp.uint32(0x85EBCA6B)
+    x = (x ^ (x >> 13)) * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
 def _random_words(key: jax.Array) -> jax.Array:
-    """All the randomness of one step, from one threefry call: `[slippage, start, cash]` uint32 words."""
-    return jax.random.bits(key, (3,), jnp.uint32)
+    """All the randomness of one step, `[slippage, start, cash]` uint32 words, hashed from the key's bits.
+
+    A key passed to `step` is already a threefry output (from `jax.random.split`), so a cheap hash of its
+    bits is as good as a fresh threefry call, and far cheaper on CPU, where `jax.random.bits` lowers to a
+    rolled loop that costs more than the rest of the step. Same key, same words.
+    """
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    data = data.reshape(-1).astype(jnp.uint32)
+    seed = _mix32(data[0] ^ _mix32(data[1] ^ jnp.uint32(0x9E3779B9)))
+    return jnp.stack([_mix32(seed ^ jnp.uint32(c)) for c in (0x243F6A88, 0x85A308D3, 0x13198A2E)])
 
 
 def _unit_float(word: jax.Array) -> jax.Array:
@@ -138,6 +163,23 @@ def _unit_float(word: jax.Array) -> jax.Array:
 def _uniform_int(word: jax.Array, n: jax.Array) -> jax.Array:
     """Integer in [0, n) from a uint32 word; the modulo bias, below n / 2**32, is negligible here."""
     return (word % jnp.asarray(n).astype(jnp.uint32)).astype(jnp.int32)
+
+
+def _materialize(values, one):
+    """`values`, computed once and stored.
+
+    XLA:CPU fuses cheap elementwise producers into every consumer, so without this each state field's
+    kernel re-derives the whole trade logic (a dozen copies per step; `optimization_barrier` is dropped
+    before fusion on CPU). A division is "expensive" to XLA and is never duplicated, so dividing by a
+    runtime 1.0 (exact in IEEE arithmetic) makes XLA compute each value once.
+    """
+
+    def _div(x):
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return x / one.astype(x.dtype)
+        return (x.astype(jnp.float32) / one.astype(jnp.float32)).astype(x.dtype)
+
+    return jax.tree.map(_div, values)
 
 
 def _select(pred, on_true, on_false):
@@ -208,15 +250,20 @@ class TradingEnv:
             row = params.market.row_index[k][state.bar]
             window = jax.lax.dynamic_slice_in_dim(params.market.features[k], row + 1, w, axis=0)
             parts.append(window.reshape(-1))
-        close = params.market.ohlc[state.bar, 3].astype(state.pv.dtype)
-        parts.append(self._account(state, close, params))
+        close = params.market.ohlc[state.bar, 3].astype(state.balance.dtype)
+        pv = acc.portfolio_value(state.balance, state.position, state.entry, close, params.leverage)
+        parts.append(
+            acc.account_state(
+                state.position, state.entry, pv, state.hold, close, params.leverage,
+                params.maintenance_margin_rate,
+            )
+        )
         return jnp.concatenate(parts)
 
-    def _account(self, state: EnvState, close, params: EnvParams):
-        return acc.account_state(
-            state.balance, state.position, state.entry, state.pv, state.hold, close,
-            params.leverage, params.maintenance_margin_rate,
-        )
+    def portfolio_value(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """Mark-to-market value at the close of `state.bar` (§3.8); the reset cash right after a reset."""
+        close = params.market.ohlc[state.bar, 3].astype(state.balance.dtype)
+        return acc.portfolio_value(state.balance, state.position, state.entry, close, params.leverage)
 
     def split_observation(self, obs) -> dict[str, Any]:
         """Split flat observations `[..., obs_dim]` into `{window key: [..., w, F], "account_state": [..., 6]}`."""
@@ -245,12 +292,11 @@ class TradingEnv:
         end = jnp.where(m > 0, jnp.minimum(start + m, num_bars), num_bars).astype(jnp.int32)
         drawn_cash = params.cash_lo + _uniform_int(bits[1], params.cash_hi - params.cash_lo + 1)
         cash = jnp.where(params.cash_hi > params.cash_lo, drawn_cash.astype(dt), params.cash)
-        zero, izero = jnp.zeros((), dt), jnp.zeros((), jnp.int32)
+        zero = jnp.zeros((), dt)
         return EnvState(
-            bar=start, start=start, end=end, step_count=izero, exhausted=start + 1 >= end,
-            balance=cash, position=zero, entry=zero, hold=izero, hold_dir=izero,
-            prev_action=jnp.full((), -1, jnp.int32), initial_pv=cash, pv=cash, peak_pv=cash,
-            stop_loss=zero, take_profit=zero,
+            bar=start, start=start, end=end, balance=cash, position=zero, entry=zero,
+            hold=jnp.zeros((), jnp.int32), prev_action=jnp.full((), -1, jnp.int32), initial_pv=cash,
+            peak_pv=cash, stop_loss=zero, take_profit=zero,
         )
 
     def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
@@ -383,43 +429,43 @@ class TradingEnv:
         Returns `(state, reward, terminated, truncated, kind)`. Stepping an exhausted episode returns the
         exhaustion response (§3.11): same bar and account, reward 0, truncated.
         """
-        dt = state.pv.dtype
-        ohlc = params.market.ohlc
+        dt = state.balance.dtype
+        L, ohlc = params.leverage, params.market.ohlc
         nxt = jnp.minimum(state.bar + 1, ohlc.shape[0] - 1)
         bar = ohlc[nxt].astype(dt)
-        p = ohlc[state.bar, 3].astype(dt) * jnp.asarray(slippage_u).astype(dt)
+        close = ohlc[state.bar, 3].astype(dt)
+        p = close * jnp.asarray(slippage_u).astype(dt)
+        one = jnp.where(state.bar >= 0, 1.0, 2.0).astype(dt)  # a 1.0 XLA cannot fold away (see _materialize)
 
         if self.config.sltp:
-            bal, q, e, sl, tp, kind = self._bracket_trade(state, action, p, params)
-            bal, q, e, kind = self._bracket_exits(bal, q, e, sl, tp, kind, bar, params)
+            bal, q, e, sl, tp, kind = _materialize(self._bracket_trade(state, action, p, params), one)
+            bal, q, e, kind = _materialize(self._bracket_exits(bal, q, e, sl, tp, kind, bar, params), one)
         else:
-            bal, q, e, kind = self._rebalance(state, action, p, params)
-            bal, q, e, kind = self._liquidate(bal, q, e, kind, bar, params)
+            bal, q, e, kind = _materialize(self._rebalance(state, action, p, params), one)
+            bal, q, e, kind = _materialize(self._liquidate(bal, q, e, kind, bar, params), one)
             sl, tp = state.stop_loss, state.take_profit
-        flat = q == 0
-        direction = jnp.sign(q).astype(jnp.int32)
-        hold = jnp.where(flat, 0, jnp.where(direction != state.hold_dir, 1, state.hold + 1))
-        pv = acc.portfolio_value(bal, q, e, bar[3], params.leverage)
+        old_pv = acc.portfolio_value(state.balance, state.position, state.entry, close, L)
+        pv = acc.portfolio_value(bal, q, e, bar[3], L)
+        direction = jnp.sign(q)
+        hold = jnp.where(direction == 0, 0, jnp.where(direction != jnp.sign(state.position), 1, state.hold + 1))
         new = state.replace(
-            bar=nxt, step_count=state.step_count + 1, exhausted=nxt + 1 >= state.end,
-            balance=bal, position=q, entry=e, hold=hold.astype(jnp.int32), hold_dir=direction,
-            prev_action=jnp.asarray(action, jnp.int32), pv=pv, peak_pv=jnp.maximum(state.peak_pv, pv),
+            bar=nxt, balance=bal, position=q, entry=e, hold=hold.astype(jnp.int32),
+            prev_action=jnp.asarray(action, jnp.int32), peak_pv=jnp.maximum(state.peak_pv, pv),
             # Q26 fix: brackets are cleared whenever the position is gone.
-            stop_loss=jnp.where(flat, 0.0, sl), take_profit=jnp.where(flat, 0.0, tp),
+            stop_loss=jnp.where(direction == 0, 0.0, sl), take_profit=jnp.where(direction == 0, 0.0, tp),
         )
         if self._reward_arity == 3:
-            reward = self.reward_fn(state.pv, pv, new)
+            reward = self.reward_fn(old_pv, pv, new)
         else:
-            reward = self.reward_fn(state.pv, pv)
+            reward = self.reward_fn(old_pv, pv)
         # Q2 fix: a wiped account (PV <= 0) terminates even with bankrupt_threshold = 0.
         terminated = (pv < params.bankrupt_threshold * state.initial_pv) | (pv <= 0)
-        truncated = new.exhausted | (new.step_count >= state.end - state.start)
 
         was_exhausted = state.exhausted
-        new = _select(was_exhausted, state.replace(step_count=state.step_count + 1), new)
+        new = _select(was_exhausted, state, new)
         reward = jnp.where(was_exhausted, 0.0, reward).astype(jnp.float32)
         terminated = terminated & ~was_exhausted
-        truncated = truncated | was_exhausted
+        truncated = new.exhausted
         kind = jnp.where(was_exhausted, ActionKind.HOLD, kind).astype(jnp.int32)
         return new, reward, terminated, truncated, kind
 
@@ -431,7 +477,7 @@ class TradingEnv:
     def describe(self, state: EnvState, params: EnvParams) -> dict[str, jax.Array]:
         """The account fields of `info` for a state (also used for the reset row of a history)."""
         return {
-            "portfolio_value": state.pv,
+            "portfolio_value": self.portfolio_value(state, params),
             "balance": state.balance,
             "position_size": state.position,
             "entry_price": state.entry,
@@ -445,8 +491,9 @@ class TradingEnv:
             state, action, self.slippage_multiplier(words[0], params), params
         )
         info = self.describe(new, params)
+        done = _materialize(terminated | truncated, jnp.where(new.bar >= 0, 1.0, 2.0))
         info.update(terminated=terminated, truncated=truncated, action_kind=kind)
-        return new, reward, terminated | truncated, info
+        return new, reward, done, info
 
     def step_env(self, key, state, action, params):
         """One step without auto-reset: `(obs, state, reward, done, info)`."""
