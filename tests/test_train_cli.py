@@ -18,10 +18,22 @@ def test_cli_smoke_run(tmp_path):
     sine_frame(500).to_csv(data)
     run_dir = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "train.ppo", f"env.data_path={data}", "env.test_split_start=2024-01-18",
-        "env.window_sizes=[8]", "env.num_envs=8", "collector.frames_per_batch=64", "collector.total_frames=192",
-        "loss.mini_batch_size=32", "model.hidden_size=16", "model.num_layers=1", "num_seeds=2",
-        "eval.train_max_steps=40", "logger.mode=offline", f"logger.run_dir={run_dir}",
+        sys.executable,
+        "-m",
+        "train.ppo",
+        f"env.data_path={data}",
+        "env.test_split_start=2024-01-18",
+        "env.window_sizes=[8]",
+        "env.num_envs=8",
+        "collector.frames_per_batch=64",
+        "collector.total_frames=192",
+        "loss.mini_batch_size=32",
+        "model.hidden_size=16",
+        "model.num_layers=1",
+        "num_seeds=2",
+        "eval.train_max_steps=40",
+        "logger.mode=offline",
+        f"logger.run_dir={run_dir}",
     ]
     env = dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
@@ -37,7 +49,12 @@ def test_cli_smoke_run(tmp_path):
 
 
 def test_cli_bad_key_exits_2_with_the_valid_keys():
-    proc = subprocess.run([sys.executable, "-m", "train.ppo", "optim.learning_rate=1"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "train.ppo", "optim.learning_rate=1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "unknown config key 'optim.learning_rate'" in proc.stderr and "optim.lr" in proc.stderr

@@ -31,8 +31,17 @@ def test_env_group_has_every_envconfig_field():
 
 
 def test_overrides_like_the_reference():
-    cfg = load_config(["env.num_envs=128", "model.hidden_size=256", "optim.lr=1e-4", "collector.frames_per_batch=2560",
-                       "env.initial_cash=[900,1100]", "env.max_traj_length=0", "seed=3"])
+    cfg = load_config(
+        [
+            "env.num_envs=128",
+            "model.hidden_size=256",
+            "optim.lr=1e-4",
+            "collector.frames_per_batch=2560",
+            "env.initial_cash=[900,1100]",
+            "env.max_traj_length=0",
+            "seed=3",
+        ]
+    )
     assert cfg.env.num_envs == 128 and cfg.model.hidden_size == 256 and cfg.optim.lr == 1e-4 and cfg.seed == 3
     kwargs = env_config_kwargs(cfg)
     assert kwargs["initial_cash"] == (900, 1100) and kwargs["max_traj_length"] is None
@@ -95,10 +104,32 @@ def test_cross_field_errors(args, needle):
 
 def test_valid_keys_cover_all_groups():
     keys = valid_keys()
-    for k in ("env.num_envs", "env.data_path", "env.test_split_start", "collector.frames_per_batch",
-              "collector.total_frames", "model.hidden_size", "model.num_layers", "model.dropout", "optim.lr",
-              "optim.eps", "optim.weight_decay", "optim.max_grad_norm", "optim.anneal_lr", "loss.gamma",
-              "loss.gae_lambda", "loss.clip_epsilon", "loss.anneal_clip_epsilon", "loss.critic_coeff",
-              "loss.entropy_coeff", "loss.ppo_epochs", "loss.mini_batch_size", "logger.mode", "eval.test_interval",
-              "checkpoint.resume", "seed", "num_seeds"):
+    for k in (
+        "env.num_envs",
+        "env.data_path",
+        "env.test_split_start",
+        "collector.frames_per_batch",
+        "collector.total_frames",
+        "model.hidden_size",
+        "model.num_layers",
+        "model.dropout",
+        "optim.lr",
+        "optim.eps",
+        "optim.weight_decay",
+        "optim.max_grad_norm",
+        "optim.anneal_lr",
+        "loss.gamma",
+        "loss.gae_lambda",
+        "loss.clip_epsilon",
+        "loss.anneal_clip_epsilon",
+        "loss.critic_coeff",
+        "loss.entropy_coeff",
+        "loss.ppo_epochs",
+        "loss.mini_batch_size",
+        "logger.mode",
+        "eval.test_interval",
+        "checkpoint.resume",
+        "seed",
+        "num_seeds",
+    ):
         assert k in keys

@@ -39,7 +39,7 @@ def gae_batch():
     terminated[6, 2] = True  # terminal on the last row
     truncated[6, 3] = True  # truncation on the last row
     dones = terminated | truncated
-    for t, n in zip(*np.nonzero(dones)):
+    for t, n in zip(*np.nonzero(dones), strict=False):
         next_values[t, n] = rng.normal() * 5  # V(final_observation): unrelated to the next row
     return rewards, values, next_values, terminated, dones
 
@@ -86,8 +86,15 @@ def test_ppo_loss_terms_match_numpy():
     targets = rng.normal(size=B).astype(np.float32)
     eps = 0.1
     total, terms = ppo_loss_terms(
-        jnp.asarray(logits), jnp.asarray(values), jnp.asarray(actions), jnp.asarray(old_lp), jnp.asarray(adv),
-        jnp.asarray(targets), eps, critic_coeff=0.5, entropy_coeff=0.01,
+        jnp.asarray(logits),
+        jnp.asarray(values),
+        jnp.asarray(actions),
+        jnp.asarray(old_lp),
+        jnp.asarray(adv),
+        jnp.asarray(targets),
+        eps,
+        critic_coeff=0.5,
+        entropy_coeff=0.01,
     )
     lp = _log_softmax(logits.astype(np.float64))
     a = (adv - adv.mean()) / max(adv.std(ddof=1), 1e-6)
@@ -145,9 +152,9 @@ def test_actor_critic_matches_reference_size_and_init():
     logits, value = net.apply(variables, obs, train=False)
     assert logits.shape == (5, 7, 3) and value.shape == (5, 7)
     # train mode: dropout draws differ per key, batch statistics are updated
-    (l1, _), upd = net.apply(variables, obs, train=True, rngs={"dropout": jax.random.PRNGKey(2)}, mutable=["batch_stats"])
+    (l1, _), upd = net.apply(
+        variables, obs, train=True, rngs={"dropout": jax.random.PRNGKey(2)}, mutable=["batch_stats"]
+    )
     (l2, _), _ = net.apply(variables, obs, train=True, rngs={"dropout": jax.random.PRNGKey(3)}, mutable=["batch_stats"])
     assert not np.allclose(np.asarray(l1), np.asarray(l2))
-    assert not np.allclose(
-        np.asarray(upd["batch_stats"]["BatchNormMLP_0"]["TorchBatchNorm_0"]["mean"]), 0.0
-    )
+    assert not np.allclose(np.asarray(upd["batch_stats"]["BatchNormMLP_0"]["TorchBatchNorm_0"]["mean"]), 0.0)

@@ -26,11 +26,22 @@ def tiny(tmp_path_factory):
     data = root / "sine.csv"
     sine_frame(600).to_csv(data)
     args = [
-        f"env.data_path={data}", "env.test_split_start=2024-01-21 20:00", "env.window_sizes=[8]",
-        "env.num_envs=8", "collector.frames_per_batch=64", f"collector.total_frames={64 * ITERS}",
-        f"loss.mini_batch_size={64 // MINIBATCHES}", f"loss.ppo_epochs={EPOCHS}", "model.hidden_size=16",
-        "model.num_layers=2", "logger.backend=none", "logger.progress=false", "eval.test_interval=128",
-        "eval.train_max_steps=50", "logger.timing_interval=2", "checkpoint.keep=10",
+        f"env.data_path={data}",
+        "env.test_split_start=2024-01-21 20:00",
+        "env.window_sizes=[8]",
+        "env.num_envs=8",
+        "collector.frames_per_batch=64",
+        f"collector.total_frames={64 * ITERS}",
+        f"loss.mini_batch_size={64 // MINIBATCHES}",
+        f"loss.ppo_epochs={EPOCHS}",
+        "model.hidden_size=16",
+        "model.num_layers=2",
+        "logger.backend=none",
+        "logger.progress=false",
+        "eval.test_interval=128",
+        "eval.train_max_steps=50",
+        "logger.timing_interval=2",
+        "checkpoint.keep=10",
     ]
     cfg = load_config(args + [f"logger.run_dir={root / 'full'}"])
     setup = build_setup(cfg)
@@ -50,15 +61,29 @@ def test_full_run_outputs(tiny):
     run_dir = full.run_dir
     records = [r for r in read_metrics(run_dir) if "train/loss" in r]
     assert len(records) == ITERS
-    for key in ("train/reward", "train/episode_length", "train/action_std", "train/batch_reward_mean",
-                "train/batch_reward_std", "train/loss_objective", "train/loss_critic", "train/loss_entropy",
-                "train/lr", "train/clip_epsilon", "train/approx_kl", "train/clip_fraction",
-                "train/explained_variance", "time/SPS-total"):
+    for key in (
+        "train/reward",
+        "train/episode_length",
+        "train/action_std",
+        "train/batch_reward_mean",
+        "train/batch_reward_std",
+        "train/loss_objective",
+        "train/loss_critic",
+        "train/loss_entropy",
+        "train/lr",
+        "train/clip_epsilon",
+        "train/approx_kl",
+        "train/clip_fraction",
+        "train/explained_variance",
+        "time/SPS-total",
+    ):
         assert key in records[-1], key
     assert "time/SPS-collecting" in records[0]
     evals = [r for r in read_metrics(run_dir) if "eval/reward" in r]
     assert [r["step"] for r in evals] == [64, 128, 256]  # first iteration, every 128 frames, the end
-    assert {"eval/train_reward", "eval/final_pv", "eval/bh_log_return", "eval/sharpe", "eval/max_drawdown"} <= set(evals[0])
+    assert {"eval/train_reward", "eval/final_pv", "eval/bh_log_return", "eval/sharpe", "eval/max_drawdown"} <= set(
+        evals[0]
+    )
     assert os.path.isfile(os.path.join(run_dir, "plots", "history_000000000256.png"))
     assert os.path.isfile(os.path.join(run_dir, "plots", "train_history_000000000256.png"))
     assert latest_checkpoint(run_dir).endswith("ckpt_00000004.msgpack")
@@ -88,7 +113,7 @@ def test_resume_continues_exactly(tiny):
     assert resumed.run_dir == str(half_dir) and resumed.iteration == ITERS
     a, b = jax.tree.leaves(tiny["full"].runner), jax.tree.leaves(resumed.runner)
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     full_recs = [r for r in read_metrics(tiny["full"].run_dir) if "train/loss" in r]
     half_recs = [r for r in read_metrics(str(half_dir)) if "train/loss" in r]
@@ -98,8 +123,7 @@ def test_resume_continues_exactly(tiny):
 def test_nan_stops_and_keeps_last_good_checkpoint(tiny):
     good = load_checkpoint(tiny["full"].run_dir)
     state = restore_state(tiny["full"].runner, good)
-    poisoned = state._replace(train=state.train._replace(
-        params=jax.tree.map(lambda x: x * np.nan, state.train.params)))
+    poisoned = state._replace(train=state.train._replace(params=jax.tree.map(lambda x: x * np.nan, state.train.params)))
     bad_dir = tiny["root"] / "bad"
     cfg = load_config(tiny["args"] + [f"collector.total_frames={64 * (ITERS + 2)}"])
     path = save_checkpoint(str(bad_dir), poisoned, iteration=ITERS, config_yaml=to_yaml(cfg))
@@ -121,6 +145,8 @@ def test_evaluate_cli(tiny, capsys):
     # the evaluation on the test split equals the trainer's final eval/reward
     final = [r for r in read_metrics(run_dir) if "eval/reward" in r][-1]
     assert out["results"]["test"][0]["steps"] == final["eval/steps"]
+    assert out["results"]["test"][0]["reward"] == pytest.approx(final["eval/reward"], rel=1e-5, abs=1e-6)
+    assert out["results"]["train"][0]["final_pv"] == pytest.approx(final["eval/train_final_pv"], rel=1e-5)
     assert main([run_dir, f"data={tiny['data']}", f"out={tiny['root'] / 'ev'}"]) == 0
     out = json.load(open(tiny["root"] / "ev" / "eval.json"))
     assert list(out["results"]) == ["data"]

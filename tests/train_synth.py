@@ -8,8 +8,15 @@ import numpy as np
 import pandas as pd
 
 
-def sine_frame(n_bars: int = 2000, period: int = 24, amplitude: float = 0.01, noise: float = 0.0005,
-               seed: int = 0, start: str = "2024-01-01", freq: str = "1h") -> pd.DataFrame:
+def sine_frame(
+    n_bars: int = 2000,
+    period: int = 24,
+    amplitude: float = 0.01,
+    noise: float = 0.0005,
+    seed: int = 0,
+    start: str = "2024-01-01",
+    freq: str = "1h",
+) -> pd.DataFrame:
     """Hourly OHLCV bars whose log close is `log(100) + amplitude * sin(2 pi t / period) + noise * eps_t`."""
     rng = np.random.default_rng(seed)
     t = np.arange(n_bars)

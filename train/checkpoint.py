@@ -46,8 +46,16 @@ def _leaf_to_numpy(x) -> np.ndarray:
     return np.asarray(jax.device_get(x))
 
 
-def save_checkpoint(run_dir: str, state, *, iteration: int, config_yaml: str, meta: dict | None = None,
-                    policy: dict | None = None, keep: int = 3) -> str:
+def save_checkpoint(
+    run_dir: str,
+    state,
+    *,
+    iteration: int,
+    config_yaml: str,
+    meta: dict | None = None,
+    policy: dict | None = None,
+    keep: int = 3,
+) -> str:
     """Write `state` (any pytree) as checkpoint `iteration`; keep the newest `keep`. Returns its path.
 
     `policy` (optional): `{"params", "batch_stats"}` nested dicts, stored by name so that

@@ -39,7 +39,7 @@ class EnvGroup:
     """Every `trading_jax.EnvConfig` field (same names and meaning), plus data and vectorisation."""
 
     data_path: str | None = None  # CSV / CSV.GZ / Parquet of 1-minute (or any) OHLCV; None: bundled BTC sample
-    test_split_start: str = "2024-05-28"  # bars at or after this timestamp are the held-out test split
+    test_split_start: str | None = "2024-05-28"  # rows at or after it are the held-out test split; null: none
     num_envs: int = 64
     # z-score of each timeframe's OHLCV: "zscore_train" (statistics of the training span only, frozen and
     # reused for the test split and `train.evaluate`), "zscore_split" (the reference: each split fits its

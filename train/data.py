@@ -164,9 +164,7 @@ def build_setup(cfg, frame: pd.DataFrame | None = None, frozen_features=None) ->
     train = _build(train_df, cfg, features, env_config, False, "training")
     max_steps = int(cfg.eval.train_max_steps)
     train_eval_env, train_eval_params = trading_jax.make(train.market, eval_env_config(env_config, max_steps + 1))
-    train_eval = EnvBundle(
-        train_eval_env, train_eval_params, train.market, min(max_steps, train.market.num_bars - 1)
-    )
+    train_eval = EnvBundle(train_eval_env, train_eval_params, train.market, min(max_steps, train.market.num_bars - 1))
     test = None
     if test_df is not None:
         test = _build(test_df, cfg, features, eval_env_config(env_config, None), True, "test")

@@ -33,6 +33,11 @@ from train.networks import apply_eval
 EPISODE_KEYS = ("reward", "done", "terminated", "portfolio_value", "position_size", "price", "action_kind", "action")
 
 
+def eval_key(seed: int, iteration: int):
+    """The key of the evaluation after `iteration` (slippage draws): the trainer and the CLI share it."""
+    return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED), iteration)
+
+
 def make_episode_fn(env, network, num_steps: int):
     """Pure `fn(params, batch_stats, env_params, key) -> rows` of one deterministic episode.
 
@@ -127,8 +132,11 @@ def summarize(history: dict, leverage: float, bar_minutes: float) -> dict[str, f
     }
 
 
-def save_history_png(history: dict, path: str, leverage: float, title: str | None = None) -> str:
-    fig = trading_jax.render_history(history, leverage=leverage, title=title)
+def save_history_png(
+    history: dict, path: str, leverage: float, allows_short: bool | None = None, title: str | None = None
+) -> str:
+    """Draw `trading_jax.render_history` into a PNG (atomically: temporary file, then rename)."""
+    fig = trading_jax.render_history(history, leverage=leverage, allows_short=allows_short, title=title)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=80)
@@ -206,8 +214,9 @@ def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
     out_dir = out_dir or os.path.join(run_dir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     leverage = float(cfg.env.leverage)
+    allows_short = bool(first.env.config.allows_short)
     results = {}
-    key = jax.random.PRNGKey(int(cfg.seed))
+    key = eval_key(int(cfg.seed), int(ckpt["iteration"]))  # the trainer's eval at this checkpoint used it
     for name, bundle in bundles.items():
         runner = make_episode_runner(bundle, network)
         summaries, rows = evaluate_policy(runner, params, batch_stats, key, leverage)
@@ -215,7 +224,10 @@ def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
         start, end = bundle.market.exec_times[0], bundle.market.exec_times[-1]
         for i in seeds:
             save_history_png(
-                lane(rows, i), os.path.join(out_dir, f"history_{name}_seed{i}.png"), leverage,
+                lane(rows, i),
+                os.path.join(out_dir, f"history_{name}_seed{i}.png"),
+                leverage,
+                allows_short=allows_short,
                 title=f"{name}: {start} .. {end} (seed {i})",
             )
     with open(os.path.join(out_dir, "eval.json"), "w") as fh:
@@ -237,7 +249,7 @@ def _print_table(results: dict, ckpt: dict) -> None:
     for name, per_seed in results.items():
         for i, s in enumerate(per_seed):
             table.add_row(name, str(i), *(f"{s[c]:.4g}" for c in cols))
-    Console().print(table)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

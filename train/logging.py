@@ -56,8 +56,9 @@ class RunLogger:
         try:
             import wandb
         except ImportError:  # pragma: no cover - wandb is a dependency
-            warnings.warn("logger.backend=wandb but wandb is not installed; logging to metrics.jsonl only",
-                          stacklevel=3)
+            warnings.warn(
+                "logger.backend=wandb but wandb is not installed; logging to metrics.jsonl only", stacklevel=3
+            )
             return None
         id_file = os.path.join(run_dir, "wandb_id.txt")
         if os.path.isfile(id_file):

@@ -20,9 +20,10 @@ tqdm bar; a rich summary table closes the run.
 
 Timing (Q6). `time/SPS-total` = frames collected in the iteration (all seeds) / the iteration's whole wall
 time, including its eval, checkpoint and logging, compile excluded (everything is compiled ahead, reported
-once as `time/compile`). Collection and update are one XLA program, so `time/SPS-collecting` comes from a
-separate compiled collect-only call on the current state every `logger.timing_interval` iterations (its
-result is discarded, so training is unaffected): frames / that call's wall time.
+once as `time/compile`), and excluding the diagnostic call below. Collection and update are one XLA
+program, so `time/SPS-collecting` comes from a separate compiled collect-only call on the current state
+every `logger.timing_interval` iterations (its result is discarded, so training is unaffected): frames /
+that call's wall time.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from train.config import (
     to_dict,
     to_yaml,
 )
+from train.evaluate import eval_key
 from train.losses import compute_gae, explained_variance, ppo_loss_terms
 from train.networks import apply_mode, apply_train, init_variables, make_network, policy
 
@@ -170,8 +172,13 @@ def make_train(cfg, env) -> TrainFns:
             variables["params"], variables["batch_stats"], tx.init(variables["params"]), jnp.int32(0)
         )
         return RunnerState(
-            train_state, env_state, obs, jnp.zeros((N,), jnp.float32), jnp.zeros((N,), jnp.int32),
-            k_run, jnp.int32(0),
+            train_state,
+            env_state,
+            obs,
+            jnp.zeros((N,), jnp.float32),
+            jnp.zeros((N,), jnp.int32),
+            k_run,
+            jnp.int32(0),
         )
 
     # ---- collection -------------------------------------------------------------------------
@@ -227,8 +234,9 @@ def make_train(cfg, env) -> TrainFns:
         (loss, (terms, batch_stats)), grads = jax.value_and_grad(_loss_fn, has_aux=True)(ts.params)
         updates, opt_state = tx.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
-        terms = dict(terms, loss=loss, lr=lr_schedule(ts.update_step), clip_epsilon=clip,
-                     grad_norm=optax.tree.norm(grads))
+        terms = dict(
+            terms, loss=loss, lr=lr_schedule(ts.update_step), clip_epsilon=clip, grad_norm=optax.tree.norm(grads)
+        )
         return TrainState(params, batch_stats, opt_state, ts.update_step + 1), terms
 
     def _update_epoch(carry, key):
@@ -239,8 +247,11 @@ def make_train(cfg, env) -> TrainFns:
             ts, adv, targets, values = _calculate_gae(ts, traj, k_gae)
             ev = explained_variance(values, targets)
         flat = (
-            traj.obs.reshape(B, obs_dim), traj.action.reshape(B), traj.log_prob.reshape(B),
-            adv.reshape(B), targets.reshape(B),
+            traj.obs.reshape(B, obs_dim),
+            traj.action.reshape(B),
+            traj.log_prob.reshape(B),
+            adv.reshape(B),
+            targets.reshape(B),
         )
         idx = jax.random.permutation(k_perm, B)[: num_mb * mb_size].reshape(num_mb, mb_size)
         minibatches = jax.tree.map(lambda x: jnp.take(x, idx, axis=0), flat)
@@ -376,6 +387,7 @@ class _Evaluator:
 
         self.cfg, self.run_dir = cfg, run_dir
         self.leverage = float(cfg.env.leverage)
+        self.allows_short = bool(setup.env_config.allows_short)
         self.spans = []
         if setup.test is not None:
             self.spans.append(("eval/", "history", make_episode_runner(setup.test, network)))
@@ -400,7 +412,10 @@ class _Evaluator:
                 path = os.path.join(self.run_dir, "plots", f"{name}_{frames:012d}.png")
                 m = runner.bundle.market
                 save_history_png(
-                    lane(rows, 0), path, self.leverage,
+                    lane(rows, 0),
+                    path,
+                    self.leverage,
+                    allows_short=self.allows_short,
                     title=f"{prefix.rstrip('/')} at {frames} frames: {m.exec_times[0]} .. {m.exec_times[-1]}",
                 )
                 logger.log_image(f"eval/{name}", path, frames)
@@ -418,8 +433,8 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
     from train.logging import RunLogger
 
     t_start = time.perf_counter()
+    nan = float("nan")
     run_dir = resolve_run_dir(cfg)
-    os.makedirs(run_dir, exist_ok=True)
     resume = cfg.checkpoint.resume
     ckpt = load_checkpoint(str(resume)) if resume else None
     if setup is None:
@@ -432,6 +447,7 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
         except ValueError as err:
             raise ConfigError(str(err)) from None
     fns = fns or make_train(cfg, setup.train.env)
+    os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
         fh.write(to_yaml(cfg))
     save_features(os.path.join(run_dir, "features.json"), setup.features)
@@ -440,7 +456,6 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
     F = fns.frames_per_iteration
     env_params = setup.train.params
     seed_keys = jax.random.split(jax.random.PRNGKey(int(cfg.seed)), K)
-    eval_base = jax.random.fold_in(jax.random.PRNGKey(int(cfg.seed)), 0x5EED)
 
     t0 = time.perf_counter()
     runner = fns.init(env_params, seed_keys)
@@ -451,7 +466,7 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
     collect = _aot(fns.collect, env_params, runner) if cfg.logger.timing_interval else None
     evaluator = _Evaluator(cfg, setup, fns.network, run_dir) if cfg.eval.enabled else None
     if evaluator is not None:
-        evaluator.compile(runner.train.params, runner.train.batch_stats, eval_base)
+        evaluator.compile(runner.train.params, runner.train.batch_stats, eval_key(int(cfg.seed), 0))
     t_compile = time.perf_counter() - t0
 
     logger = RunLogger(cfg, run_dir, to_dict(cfg))
@@ -464,6 +479,7 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
     interval = int(cfg.eval.test_interval)
     timing = int(cfg.logger.timing_interval)
     sps_collect = float("nan")
+    sps_collect_all, sps_total_all = [], []
     last_train_reward, last_eval = float("nan"), float("nan")
     t_loop = time.perf_counter()
     frames_this_run = 0
@@ -472,15 +488,27 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
     if cfg.logger.progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_it * F, initial=start_it * F, unit="frames", unit_scale=True, dynamic_ncols=True,
-                   desc=f"ppo x{K}" if K > 1 else "ppo", file=sys.stderr)
+        bar = tqdm(
+            total=n_it * F,
+            initial=start_it * F,
+            unit="frames",
+            unit_scale=True,
+            dynamic_ncols=True,
+            desc=f"ppo x{K}" if K > 1 else "ppo",
+            file=sys.stderr,
+        )
 
     def _save(state, it, frames):
         if not cfg.checkpoint.enabled:
             return None
         policy = {"params": state.train.params, "batch_stats": state.train.batch_stats}
         return save_checkpoint(
-            run_dir, state, iteration=it, config_yaml=cfg_yaml, policy=policy, keep=int(cfg.checkpoint.keep),
+            run_dir,
+            state,
+            iteration=it,
+            config_yaml=cfg_yaml,
+            policy=policy,
+            keep=int(cfg.checkpoint.keep),
             meta={"frames": frames, "num_seeds": K, "obs_dim": setup.obs_dim, "num_actions": setup.num_actions},
         )
 
@@ -506,6 +534,7 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
             log = reduce_seeds(metrics)
             log["time/iteration"] = t_train
 
+            t_collect = 0.0
             if collect is not None and (it - start_it) % timing == 0:
                 t_c = time.perf_counter()
                 jax.block_until_ready(collect(env_params, runner))
@@ -513,12 +542,13 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
                 sps_collect = K * F / t_collect
                 log["time/collecting"] = t_collect
                 log["time/SPS-collecting"] = sps_collect
+                sps_collect_all.append(sps_collect)
 
             last = it + 1 == stop
             crossed = (it * F) // interval < frames // interval
             if evaluator is not None and (crossed or it == 0 or last):
                 t_e = time.perf_counter()
-                key = jax.random.fold_in(eval_base, it + 1)
+                key = eval_key(int(cfg.seed), it + 1)
                 ev = evaluator(runner.train.params, runner.train.batch_stats, key, frames, logger)
                 log.update(ev)
                 result.evaluation = ev
@@ -530,7 +560,9 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
                 log["time/checkpoint"] = time.perf_counter() - t_s
 
             frames_this_run += K * F
-            log["time/SPS-total"] = K * F / (time.perf_counter() - t_it)
+            # the diagnostic collect-only call is not part of training: excluded
+            log["time/SPS-total"] = K * F / (time.perf_counter() - t_it - t_collect)
+            sps_total_all.append(log["time/SPS-total"])
             log["time/speed"] = frames_this_run / (time.perf_counter() - t_loop)
             logger.log(log, step=frames, iteration=it + 1)
             result.metrics, result.iteration, result.runner = log, it + 1, runner
@@ -544,16 +576,37 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
             bar.close()
         logger.close()
     result.metrics["time/SPS-collecting"] = sps_collect
+    # medians over this process's iterations (the last iteration's own SPS includes its final eval)
+    result.metrics["time/SPS-collecting (median)"] = float(np.median(sps_collect_all)) if sps_collect_all else nan
+    result.metrics["time/SPS-total (median)"] = float(np.median(sps_total_all)) if sps_total_all else nan
     result.metrics["time/compile"] = t_compile
     result.metrics["time/wall"] = time.perf_counter() - t_start
     return result
 
 
 SUMMARY_KEYS = (
-    "train/reward", "train/episode_length", "train/loss_objective", "train/loss_critic", "train/loss_entropy",
-    "train/approx_kl", "train/clip_fraction", "train/explained_variance", "train/lr", "train/clip_epsilon",
-    "eval/reward", "eval/final_pv", "eval/bh_log_return", "eval/sharpe", "eval/max_drawdown", "eval/num_trades",
-    "eval/train_reward", "eval/train_bh_log_return", "time/SPS-collecting", "time/SPS-total", "time/compile",
+    "train/reward",
+    "train/episode_length",
+    "train/loss_objective",
+    "train/loss_critic",
+    "train/loss_entropy",
+    "train/approx_kl",
+    "train/clip_fraction",
+    "train/explained_variance",
+    "train/lr",
+    "train/clip_epsilon",
+    "eval/reward",
+    "eval/final_pv",
+    "eval/bh_log_return",
+    "eval/sharpe",
+    "eval/max_drawdown",
+    "eval/num_trades",
+    "eval/train_reward",
+    "eval/train_bh_log_return",
+    "time/SPS-collecting (median)",
+    "time/SPS-total (median)",
+    "time/speed",
+    "time/compile",
     "time/wall",
 )
 
@@ -565,8 +618,10 @@ def print_summary(cfg, result: TrainResult, file=None) -> None:
 
     record = dict(result.metrics)
     record.update(result.evaluation)
-    table = Table(title=f"PPO summary: {result.iteration} iterations, "
-                        f"{result.iteration * steps_per_iteration(cfg) * cfg.env.num_envs:,} frames per seed")
+    table = Table(
+        title=f"PPO summary: {result.iteration} iterations, "
+        f"{result.iteration * steps_per_iteration(cfg) * cfg.env.num_envs:,} frames per seed"
+    )
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k in SUMMARY_KEYS:
@@ -579,7 +634,8 @@ def print_summary(cfg, result: TrainResult, file=None) -> None:
     table.add_row("run_dir", result.run_dir)
     if result.checkpoint:
         table.add_row("checkpoint", os.path.relpath(result.checkpoint, result.run_dir))
-    Console(file=file).print(table)
+    out = file or sys.stdout
+    Console(file=out, width=None if out.isatty() else 120).print(table)
 
 
 USAGE = """usage: python -m train.ppo [CONFIG.yaml ...] [group.key=value ...]
