@@ -7,12 +7,13 @@
 
 Each measurement is ONE jitted program (`make_program`): reset `num_envs` lanes (vmap), then
 `num_chunks` (a runtime argument) x `lax.scan` over `chunk` steps of `jax.vmap(env.step)`, random actions
-drawn inside the program. The carry accumulates the reward sum, the number of finished episodes and (unless
-`--no-obs`) a checksum of the returned observations, so XLA cannot drop the observation gather
-("observations consumed"). Because the step count is a runtime argument, one compile serves the
+drawn inside the program. Unless `--no-obs`, each step's observation is carried to the next step, as a
+policy would read it, so XLA has to build every observation ("observations consumed"); rewards and finished
+episodes are summed per lane. Because the step count is a runtime argument, one compile serves the
 calibration (steps chosen so a timed call lasts `--target-s`) and the timed calls. Compile time
 (`lower().compile()`) is reported apart; after a warm-up call the median of `--repeats` blocked calls is
-quoted. Steps/s = num_envs x steps / median wall time.
+quoted. Steps/s = num_envs x steps / median wall time. `--devices 1,2` also splits the lanes over several
+local devices (on CPU: host devices, one per core).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from benchmarks import baselines, configs, memory, report
 from benchmarks.common import (
@@ -45,38 +47,64 @@ DEFAULT_NUM_ENVS = (1, 8, 32, 64, 256, 1024, 4096, 16384)
 DTYPES = ("float32", "float64")
 
 
-def make_program(env, num_envs: int, chunk: int, consume_obs: bool = True):
+def make_program(env, num_envs: int, chunk: int, consume_obs: bool = True, devices: int = 1):
     """`run(params, key, num_chunks) -> {reward_sum, obs_sum, episodes}`, jitted.
 
     Runs `num_chunks * chunk` auto-resetting steps of `num_envs` lanes with uniform random actions.
-    `obs_sum` is the sum of every observation returned (reset included); 0 with `consume_obs=False`.
+    `obs_sum` is the sum of the last observations (the reset ones with `consume_obs=False`).
     """
     vreset = jax.vmap(env.reset, in_axes=(0, None))
     vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
     num_actions = int(env.num_actions)
 
     def run(params, key, num_chunks):
-        def one_step(carry, _):
-            state, key, reward_sum, obs_sum, episodes = carry
-            key, k_act, k_env = jax.random.split(key, 3)
-            action = jax.random.randint(k_act, (num_envs,), 0, num_actions, dtype=jnp.int32)
-            obs, state, reward, done, _ = vstep(jax.random.split(k_env, num_envs), state, action, params)
-            if consume_obs:
-                obs_sum = obs_sum + jnp.sum(obs)
-            carry = (state, key, reward_sum + jnp.sum(reward), obs_sum, episodes + jnp.sum(done, dtype=jnp.int32))
-            return carry, None
+        def one_step(carry, xs):
+            state, obs, rewards, episodes = carry
+            step_keys, action = xs
+            next_obs, state, reward, done, _ = vstep(step_keys, state, action, params)
+            # The observation is carried to the next step, as a policy would read it, so XLA has to build
+            # it every step; with consume_obs=False the old one is kept and the gather is dead code.
+            obs = next_obs if consume_obs else obs
+            return (state, obs, rewards + reward, episodes + done), None
 
-        def one_chunk(_, carry):
-            return jax.lax.scan(one_step, carry, None, length=chunk)[0]
+        def one_chunk(i, carry):
+            # The chunk's randomness in two batched threefry draws. On CPU each jax.random call is a rolled
+            # loop, and splitting a key per lane per step would cost about as much as the env step itself:
+            # a step's lane keys are the chunk's lane keys with the step index folded in by XOR (the env
+            # hashes a key's bits into its draws, so any distinct keys give independent draws).
+            k_env, k_act = jax.random.split(jax.random.fold_in(key, i))
+            lane_keys = jax.random.bits(k_env, (num_envs, 2), jnp.uint32)
+            step_index = jnp.stack([jnp.arange(chunk, dtype=jnp.uint32), jnp.zeros(chunk, jnp.uint32)], -1)
+            step_keys = lane_keys[None] ^ step_index[:, None]  # [chunk, num_envs, 2]
+            actions = jax.random.randint(k_act, (chunk, num_envs), 0, num_actions, dtype=jnp.int32)
+            return jax.lax.scan(one_step, carry, (step_keys, actions))[0]
 
         k_reset, key = jax.random.split(key)
         obs, state = vreset(jax.random.split(k_reset, num_envs), params)
-        obs_sum = jnp.sum(obs) if consume_obs else jnp.float32(0.0)
-        carry = (state, key, jnp.float32(0.0), obs_sum, jnp.int32(0))
-        _, _, reward_sum, obs_sum, episodes = jax.lax.fori_loop(0, num_chunks, one_chunk, carry)
-        return {"reward_sum": reward_sum, "obs_sum": obs_sum, "episodes": episodes}
+        per_lane = jnp.zeros((num_envs,), jnp.float32), jnp.zeros((num_envs,), jnp.int32)
+        _, obs, rewards, episodes = jax.lax.fori_loop(0, num_chunks, one_chunk, (state, obs, *per_lane))
+        return {"reward_sum": jnp.sum(rewards), "obs_sum": jnp.sum(obs), "episodes": jnp.sum(episodes)}
 
-    return jax.jit(run)
+    if devices == 1:
+        return jax.jit(run)
+    return jax.jit(_over_devices(run, devices))
+
+
+def _over_devices(run, devices: int):
+    """`run` with its lanes split over the first `devices` local devices (on CPU: host devices, one per core,
+    made with `--xla_force_host_platform_device_count`); each device steps `num_envs / devices` lanes."""
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:devices]), ("envs",))
+    per_device = lambda p, k, c: jax.tree.map(lambda x: x[None], run(p, k[0], c))
+    sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("envs"), PartitionSpec()),
+                            out_specs=PartitionSpec("envs"), check_vma=False)
+
+    def run_all(params, key, num_chunks):
+        out = sharded(params, jax.random.split(key, devices), num_chunks)
+        return jax.tree.map(lambda x: jnp.sum(x, axis=0), out)
+
+    return run_all
 
 
 def calibrate(fn, args, target_s: float, max_chunks: int) -> tuple[int, float]:
@@ -91,13 +119,16 @@ def calibrate(fn, args, target_s: float, max_chunks: int) -> tuple[int, float]:
 
 
 def measure(name: str, num_envs: int, *, dtype: str = "float32", consume_obs: bool = True, repeats: int = 5,
-            target_s: float = 0.5, chunk: int = 32, steps: int | None = None, seed: int = 0) -> dict:
-    """One (config, num_envs, dtype) point: compile time apart, warm-up, median of `repeats` timed calls."""
+            target_s: float = 0.5, chunk: int = 32, steps: int | None = None, seed: int = 0, devices: int = 1) -> dict:
+    """One (config, num_envs, dtype, devices) point: compile time apart, warm-up, median of `repeats` timed
+    calls. With `devices > 1` the lanes are split evenly over that many local devices."""
+    if num_envs % devices:
+        raise ValueError(f"num_envs={num_envs} does not split over {devices} devices")
     with jax.enable_x64(dtype == "float64"):
         env, params = configs.build_env(name)
         if steps is not None:
             chunk = max(1, min(chunk, steps))
-        program = make_program(env, num_envs, chunk, consume_obs)
+        program = make_program(env, num_envs // devices, chunk, consume_obs, devices)
         key = jax.random.PRNGKey(seed)
         compiled, compile_s = compile_timed(program, params, key, jnp.int32(1))
         _, warmup_s = time_call(compiled, params, key, jnp.int32(1))
@@ -113,6 +144,7 @@ def measure(name: str, num_envs: int, *, dtype: str = "float32", consume_obs: bo
         "config": name,
         "description": configs.describe(name),
         "dtype": dtype,
+        "devices": devices,
         "observations_consumed": consume_obs,
         "num_envs": num_envs,
         "num_steps": num_steps,
@@ -142,7 +174,7 @@ def speedups(env_rows: list[dict], baseline_rows: list[dict]) -> list[dict]:
         for band, (lo, hi) in bands.items():
             if lo <= row["num_envs"] <= hi:
                 out.append({
-                    "band": band, "config": row["config"], "dtype": row["dtype"],
+                    "band": band, "config": row["config"], "dtype": row["dtype"], "devices": row.get("devices", 1),
                     "observations_consumed": row["observations_consumed"], "num_envs": row["num_envs"],
                     "steps_per_s": row["steps_per_s"],
                     **{f"x_{k}": row["steps_per_s"] / v for k, v in base.items() if v > 0},
@@ -164,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtypes", type=str_list, default=["float32"], help="float32 and/or float64 (money dtype)")
     p.add_argument("--x64", action="store_true", help="also run float64 (jax.enable_x64): --dtypes float32,float64")
     p.add_argument("--no-obs", action="store_true", help="do not consume observations (XLA may drop the gather)")
+    p.add_argument("--devices", type=int_list, default=[1],
+                   help="comma list of local device counts to split the lanes over; on CPU each extra device is a "
+                        "host device (one per core, via --xla_force_host_platform_device_count, set automatically)")
     p.add_argument("--baseline-s", type=float, default=3.0, help="wall budget of each Python baseline")
     p.add_argument("--processes", type=int, default=None, help="baseline pool size (default: usable cores)")
     p.add_argument("--no-baselines", action="store_true")
@@ -210,19 +245,19 @@ def run(args) -> dict:
     if not args.no_memory:  # first: on a GPU the device's peak-bytes counter only ever grows within a process
         mem = memory.measure(args.configs[0], sizes=args.memory)
     rows, skipped = [], []
-    for dtype in args.dtypes:
-        for name in args.configs:
-            for i, n in enumerate(args.num_envs):
-                if rows and args.deadline_s is not None and time.perf_counter() - t_start > args.deadline_s:
-                    skipped.append({"config": name, "dtype": dtype, "num_envs": n, "why": "deadline"})
-                    continue
-                steps = None if args.steps is None else args.steps[i if len(args.steps) > 1 else 0]
-                row = measure(name, n, dtype=dtype, consume_obs=not args.no_obs, repeats=args.repeats,
-                              target_s=args.target_s, chunk=args.chunk, steps=steps)
-                rows.append(row)
-                print(f"  {name} {dtype} num_envs={n:>8}: {row['steps_per_s']:.4g} steps/s "
-                      f"(compile {row['compile_s']:.2f} s, {row['num_steps']} steps in {row['median_s']:.3f} s)",
-                      file=sys.stderr, flush=True)
+    points = [(dtype, name, devices, i, n) for dtype in args.dtypes for name in args.configs
+              for devices in args.devices for i, n in enumerate(args.num_envs) if n % devices == 0]
+    for dtype, name, devices, i, n in points:
+        if rows and args.deadline_s is not None and time.perf_counter() - t_start > args.deadline_s:
+            skipped.append({"config": name, "dtype": dtype, "devices": devices, "num_envs": n, "why": "deadline"})
+            continue
+        steps = None if args.steps is None else args.steps[i if len(args.steps) > 1 else 0]
+        row = measure(name, n, dtype=dtype, consume_obs=not args.no_obs, repeats=args.repeats,
+                      target_s=args.target_s, chunk=args.chunk, steps=steps, devices=devices)
+        rows.append(row)
+        print(f"  {name} {dtype} devices={devices} num_envs={n:>8}: {row['steps_per_s']:.4g} steps/s "
+              f"(compile {row['compile_s']:.2f} s, {row['num_steps']} steps in {row['median_s']:.3f} s)",
+              file=sys.stderr, flush=True)
     base = []
     if not args.no_baselines:
         base = baselines.run_all(budget_s=args.baseline_s, processes=args.processes)
@@ -232,7 +267,7 @@ def run(args) -> dict:
         "machine": machine_info(",".join(args.dtypes)),
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "tag")},
         "observations": "not consumed (--no-obs)" if args.no_obs else
-                        "consumed (the carry sums every returned observation)",
+                        "consumed (each step's observation is carried to the next step, as a policy reads it)",
         "env": rows,
         "skipped": skipped,
         "baselines": base,
@@ -243,8 +278,19 @@ def run(args) -> dict:
     }
 
 
+def use_host_devices(count: int) -> None:
+    """Ask XLA:CPU for `count` host devices. Only works before JAX starts its backend."""
+    flag = "--xla_force_host_platform_device_count"
+    if count > 1 and flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}={count}".strip()
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = resolve(build_parser().parse_args(argv))
+    use_host_devices(max(args.devices))
+    if len(jax.devices()) < max(args.devices):
+        raise SystemExit(f"--devices {max(args.devices)}: only {len(jax.devices())} local devices (on CPU, set "
+                         f"XLA_FLAGS=--xla_force_host_platform_device_count=N before starting Python)")
     result = run(args)
     stem = args.tag or f"env_throughput-{result['machine']['backend']}"
     path = write_json(os.path.join(args.out, stem + ".json"), result)

@@ -35,10 +35,16 @@ def _heading(result: dict, what: str) -> str:
             f"({m['device_kind']}), {m['ram_total_bytes'] / 2**30:.0f} GiB RAM, {m['date']}")
 
 
+def _key(r: dict) -> tuple[str, str]:
+    """A measurement's series: its config, and its dtype with the device count when it ran on several."""
+    devices = r.get("devices", 1)
+    return r["config"], r["dtype"] + (f" x{devices} devices" if devices > 1 else "")
+
+
 def _series(rows: list[dict]) -> list[tuple]:
     seen = []
     for r in rows:
-        k = (r["config"], r["dtype"])
+        k = _key(r)
         if k not in seen:
             seen.append(k)
     return seen
@@ -48,7 +54,7 @@ def env_markdown(result: dict) -> str:
     """Steps/s and compile tables, baselines, published reference figures, speed-ups and memory."""
     rows = result["env"]
     series = _series(rows)
-    by = {(r["config"], r["dtype"], r["num_envs"]): r for r in rows}
+    by = {(*_key(r), r["num_envs"]): r for r in rows}
     sizes = sorted({r["num_envs"] for r in rows})
     torch = REFERENCE_PUBLISHED["env"]["torch_vectorized"]
     out = [_heading(result, "Env steps/s"), "",
@@ -87,7 +93,7 @@ def env_markdown(result: dict) -> str:
         labels["torchtrade_scalar_published"] = f"TorchTrade scalar env ({NOT_MEASURED})"
         header = ["band", "num_envs", "config", "dtype", "steps/s"] + [f"x {labels.get(k[2:], k[2:])}" for k in names]
         header.append("seed's claim")
-        table = [[s["band"], str(s["num_envs"]), s["config"], s["dtype"], si(s["steps_per_s"])]
+        table = [[s["band"], str(s["num_envs"]), s["config"], _key(s)[1], si(s["steps_per_s"])]
                  + [f"{s[k]:.0f}x" for k in names] + [SEED_CLAIMS[s["band"]]] for s in sp]
         out += ["", "Speed-up of the JAX env over the per-env Python baselines:", "", _table(header, table)]
     mem = result.get("memory")
@@ -176,7 +182,7 @@ def plot_env(results: list[dict], path: str) -> str:
     for i, res in enumerate(results):
         tag = f" [{machine_label(res['machine'])}]" if multi else ""
         for c, d in _series(res["env"]):
-            pts = sorted((r["num_envs"], r["steps_per_s"]) for r in res["env"] if (r["config"], r["dtype"]) == (c, d))
+            pts = sorted((r["num_envs"], r["steps_per_s"]) for r in res["env"] if _key(r) == (c, d))
             ax.plot(*zip(*pts, strict=True), styles[i % len(styles)], marker="o", ms=4,
                     label=f"trading_jax {c} {d}{tag}")
         for b in res.get("baselines") or []:

@@ -109,7 +109,6 @@ class EnvParams:
     cash: jax.Array  # money, the fixed initial cash (the low end of a range)
     cash_lo: jax.Array  # int32
     cash_hi: jax.Array  # int32; a range is drawn iff cash_hi > cash_lo
-    random_start: jax.Array  # bool
     max_traj_length: jax.Array  # int32, 0 means none
     # bracket mode (spec §4); [num_actions] tables built from the action map
     bracket_side: jax.Array  # int32 BracketSide
@@ -151,7 +150,7 @@ def _random_words(key: jax.Array) -> jax.Array:
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     data = data.reshape(-1).astype(jnp.uint32)
     seed = _mix32(data[0] ^ _mix32(data[1] ^ jnp.uint32(0x9E3779B9)))
-    return jnp.stack([_mix32(seed ^ jnp.uint32(c)) for c in (0x243F6A88, 0x85A308D3, 0x13198A2E)])
+    return jnp.stack([seed, _mix32(seed ^ jnp.uint32(0x243F6A88)), _mix32(seed ^ jnp.uint32(0x85A308D3))])
 
 
 def _unit_float(word: jax.Array) -> jax.Array:
@@ -163,6 +162,15 @@ def _unit_float(word: jax.Array) -> jax.Array:
 def _uniform_int(word: jax.Array, n: jax.Array) -> jax.Array:
     """Integer in [0, n) from a uint32 word; the modulo bias, below n / 2**32, is negligible here."""
     return (word % jnp.asarray(n).astype(jnp.uint32)).astype(jnp.int32)
+
+
+# Rebalance branches (spec §3.4), computed once per step.
+_HOLD, _CLOSE, _OPEN, _SWITCH, _INCREASE, _DECREASE = range(6)
+
+
+def _runtime_one(state: EnvState) -> jax.Array:
+    """A 1.0 that XLA cannot constant-fold (see `_materialize`)."""
+    return jnp.where(state.bar >= 0, 1.0, 2.0).astype(state.balance.dtype)
 
 
 def _materialize(values, one):
@@ -232,7 +240,6 @@ class TradingEnv:
             cash=scalar(lo),
             cash_lo=jnp.asarray(int(lo), jnp.int32),
             cash_hi=jnp.asarray(int(hi) if isinstance(cfg.initial_cash, tuple) else int(lo), jnp.int32),
-            random_start=jnp.asarray(cfg.random_start),
             max_traj_length=jnp.asarray(cfg.max_traj_length or 0, jnp.int32),
             bracket_side=jnp.asarray(bracket_side, jnp.int32),
             bracket_sl=jnp.asarray(bracket_sl, dt),
@@ -281,17 +288,22 @@ class TradingEnv:
 
     def _reset_from_bits(self, bits: jax.Array, params: EnvParams) -> EnvState:
         """A fresh episode from two random uint32 words: index arithmetic only, cheap enough for the
-        auto-reset, which computes it for every lane on every step."""
+        auto-reset, which computes it for every lane on every step. Whether the start and the cash are
+        drawn at all is static (the config), so a fixed start or fixed cash costs nothing."""
         dt = acc.money_dtype()
         num_bars = params.market.ohlc.shape[0]
         m = params.max_traj_length
-        # Q18 fix: a random start always leaves at least one real step (start <= T - 2 without a max length).
-        last_start = jnp.maximum(jnp.where(m > 0, num_bars - m, num_bars - 2), 0)
-        drawn = _uniform_int(bits[0], last_start + 1)
-        start = jnp.where(params.random_start, drawn, 0).astype(jnp.int32)
+        if self.config.random_start:
+            # Q18 fix: a random start always leaves at least one real step (start <= T - 2 without a max length).
+            last_start = jnp.maximum(jnp.where(m > 0, num_bars - m, num_bars - 2), 0)
+            start = _uniform_int(bits[0], last_start + 1)
+        else:
+            start = jnp.zeros((), jnp.int32)
         end = jnp.where(m > 0, jnp.minimum(start + m, num_bars), num_bars).astype(jnp.int32)
-        drawn_cash = params.cash_lo + _uniform_int(bits[1], params.cash_hi - params.cash_lo + 1)
-        cash = jnp.where(params.cash_hi > params.cash_lo, drawn_cash.astype(dt), params.cash)
+        if isinstance(self.config.initial_cash, tuple):
+            cash = (params.cash_lo + _uniform_int(bits[1], params.cash_hi - params.cash_lo + 1)).astype(dt)
+        else:
+            cash = params.cash
         zero = jnp.zeros((), dt)
         return EnvState(
             bar=start, start=start, end=end, balance=cash, position=zero, entry=zero,
@@ -318,11 +330,15 @@ class TradingEnv:
         acts = ~((action == state.prev_action) & (q != 0)) & ~((q != 0) & (jnp.abs(q_t - q) < tol))
         flat, to_flat = q == 0, q_t == 0
         switch = ~flat & ~to_flat & (jnp.sign(q) != jnp.sign(q_t))
-        resize = ~flat & ~to_flat & ~switch
-        do_close = acts & ~flat & (to_flat | switch)
-        do_open = acts & ~to_flat & (flat | switch)
-        do_increase = acts & resize & (jnp.abs(q_t) > jnp.abs(q))
-        do_decrease = acts & resize & (jnp.abs(q_t) <= jnp.abs(q))
+        grows = jnp.abs(q_t) > jnp.abs(q)
+        branch = jnp.where(grows, _INCREASE, _DECREASE)
+        branch = jnp.where(flat, _OPEN, jnp.where(to_flat, _CLOSE, jnp.where(switch, _SWITCH, branch)))
+        branch = jnp.where(~acts | (flat & to_flat), _HOLD, branch)
+        q_t, branch = _materialize((q_t, branch), _runtime_one(state))
+        do_close = (branch == _CLOSE) | (branch == _SWITCH)
+        do_open = (branch == _OPEN) | (branch == _SWITCH)
+        do_increase, do_decrease = branch == _INCREASE, branch == _DECREASE
+        to_flat = branch == _CLOSE
 
         bal1 = jnp.where(do_close, acc.book_close(bal, q, e, p, L, f), bal)
         # An open is sized from the flat portfolio (= the balance), before or after a close (§3.4).
@@ -435,7 +451,7 @@ class TradingEnv:
         bar = ohlc[nxt].astype(dt)
         close = ohlc[state.bar, 3].astype(dt)
         p = close * jnp.asarray(slippage_u).astype(dt)
-        one = jnp.where(state.bar >= 0, 1.0, 2.0).astype(dt)  # a 1.0 XLA cannot fold away (see _materialize)
+        one = _runtime_one(state)
 
         if self.config.sltp:
             bal, q, e, sl, tp, kind = _materialize(self._bracket_trade(state, action, p, params), one)
@@ -491,7 +507,7 @@ class TradingEnv:
             state, action, self.slippage_multiplier(words[0], params), params
         )
         info = self.describe(new, params)
-        done = _materialize(terminated | truncated, jnp.where(new.bar >= 0, 1.0, 2.0))
+        done = _materialize(terminated | truncated, _runtime_one(new))
         info.update(terminated=terminated, truncated=truncated, action_kind=kind)
         return new, reward, done, info
 
