@@ -340,7 +340,7 @@ class TradingEnv:
         do_increase, do_decrease = branch == _INCREASE, branch == _DECREASE
         to_flat = branch == _CLOSE
 
-        bal1 = jnp.where(do_close, acc.book_close(bal, q, e, p, L, f), bal)
+        bal1 = _materialize(jnp.where(do_close, acc.book_close(bal, q, e, p, L, f), bal), _runtime_one(state))
         # An open is sized from the flat portfolio (= the balance), before or after a close (§3.4).
         q_open, n_open = acc.target_position(bal1, level, p, L, f)
         bal_open, open_ok = acc.book_open(bal1, n_open, L, f)
@@ -387,7 +387,7 @@ class TradingEnv:
         do_trade = (want_long | want_short) & ~duplicate
         agent_close = (side == BracketSide.CLOSE) & (q != 0)
         closes = agent_close | (do_trade & (q != 0))  # a flip books its close first, unconditionally
-        bal1 = jnp.where(closes, acc.book_close(bal, q, e, p, L, f), bal)
+        bal1 = _materialize(jnp.where(closes, acc.book_close(bal, q, e, p, L, f), bal), _runtime_one(state))
 
         mode = self.config.trade_mode
         if mode == "fractional":
@@ -405,13 +405,15 @@ class TradingEnv:
         bal_open, ok = acc.book_open(bal1, notional, L, f)
         opened = do_trade & ok
 
+        kind = jnp.where(agent_close, ActionKind.CLOSE, ActionKind.HOLD)
+        kind = jnp.where(opened, jnp.where(want_long, ActionKind.LONG, ActionKind.SHORT), kind)
         new_bal = jnp.where(opened, bal_open, bal1)
+        new_bal, size, kind, closes = _materialize((new_bal, size, kind, closes), _runtime_one(state))
+        opened = (kind == ActionKind.LONG) | (kind == ActionKind.SHORT)
         new_q = jnp.where(opened, size, jnp.where(closes, 0.0, q))
         new_e = jnp.where(opened, p, jnp.where(closes, 0.0, e))
         sl = jnp.where(opened, p * (1 + params.bracket_sl[action]), state.stop_loss)
         tp = jnp.where(opened, p * (1 + params.bracket_tp[action]), state.take_profit)
-        kind = jnp.where(agent_close, ActionKind.CLOSE, ActionKind.HOLD)
-        kind = jnp.where(opened, jnp.where(want_long, ActionKind.LONG, ActionKind.SHORT), kind)
         return new_bal, new_q, new_e, sl, tp, kind
 
     def _bracket_exits(self, bal, q, e, sl, tp, kind, bar, params: EnvParams):
@@ -431,11 +433,13 @@ class TradingEnv:
         fill = jnp.where(
             liquidated, acc.liquidation_fill(q, e, liq, o, L, f), jnp.where(sl_hit, stop_fill, tp)
         )
-        exits = liquidated | sl_hit | tp_hit
+        exit_kind = jnp.where(tp_hit, ActionKind.SLTP_TP, -1)
+        exit_kind = jnp.where(sl_hit, ActionKind.SLTP_SL, exit_kind)
+        exit_kind = jnp.where(liquidated, ActionKind.LIQUIDATION, exit_kind)
+        fill, exit_kind = _materialize((fill, exit_kind), jnp.where(q == q, 1.0, 2.0).astype(q.dtype))
+        exits = exit_kind >= 0
         bal = jnp.where(exits, acc.book_close(bal, q, e, fill, L, f), bal)
-        kind = jnp.where(tp_hit, ActionKind.SLTP_TP, kind)
-        kind = jnp.where(sl_hit, ActionKind.SLTP_SL, kind)
-        kind = jnp.where(liquidated, ActionKind.LIQUIDATION, kind)
+        kind = jnp.where(exits, exit_kind, kind)
         return bal, jnp.where(exits, 0.0, q), jnp.where(exits, 0.0, e), kind
 
     # ------------------------------------------------------------------ step
@@ -450,8 +454,8 @@ class TradingEnv:
         nxt = jnp.minimum(state.bar + 1, ohlc.shape[0] - 1)
         bar = ohlc[nxt].astype(dt)
         close = ohlc[state.bar, 3].astype(dt)
-        p = close * jnp.asarray(slippage_u).astype(dt)
         one = _runtime_one(state)
+        p = _materialize(close * jnp.asarray(slippage_u).astype(dt), one)
 
         if self.config.sltp:
             bal, q, e, sl, tp, kind = _materialize(self._bracket_trade(state, action, p, params), one)
