@@ -220,6 +220,7 @@ class TradingEnv:
     def default_params(self) -> EnvParams:
         cfg, dt = self.config, acc.money_dtype()
         lo, hi = cfg.cash_range
+        is_range = isinstance(cfg.initial_cash, tuple)
         if cfg.sltp:
             sides = {"hold": BracketSide.HOLD, "close": BracketSide.CLOSE, "long": BracketSide.LONG,
                      "short": BracketSide.SHORT}
@@ -238,9 +239,10 @@ class TradingEnv:
             maintenance_margin_rate=scalar(cfg.maintenance_margin_rate),
             bankrupt_threshold=scalar(cfg.bankrupt_threshold),
             cash=scalar(lo),
-            cash_lo=jnp.asarray(int(lo), jnp.int32),
-            cash_hi=jnp.asarray(int(hi) if isinstance(cfg.initial_cash, tuple) else int(lo), jnp.int32),
-            max_traj_length=jnp.asarray(cfg.max_traj_length or 0, jnp.int32),
+            # the integer range is only read when a (lo, hi) range is drawn; a fixed cash may exceed int32
+            cash_lo=jnp.asarray(int(lo) if is_range else 0, jnp.int32),
+            cash_hi=jnp.asarray(int(hi) if is_range else 0, jnp.int32),
+            max_traj_length=jnp.asarray(min(cfg.max_traj_length or 0, 2**31 - 1), jnp.int32),
             bracket_side=jnp.asarray(bracket_side, jnp.int32),
             bracket_sl=jnp.asarray(bracket_sl, dt),
             bracket_tp=jnp.asarray(bracket_tp, dt),
@@ -530,9 +532,12 @@ class TradingEnv:
         """
         words = _random_words(key)
         new, reward, done, info = self._step_state(words, state, action, params)
-        info["final_observation"] = self.get_obs(new, params)
         state = _select(done, self._reset_from_bits(words[1:], params), new)
-        return self.get_obs(state, params), state, reward, done, info
+        obs = self.get_obs(state, params)
+        # On steps that are not done this is `obs` itself, bit for bit (XLA may compile two separate
+        # observations of the same state slightly differently); it costs nothing when unused.
+        info["final_observation"] = jnp.where(done, self.get_obs(new, params), obs)
+        return obs, state, reward, done, info
 
 
 def make(data, config: EnvConfig | None = None, *, features=None, reward_fn=None, allow_missing=False):
