@@ -58,17 +58,22 @@ def trainer_config(num_envs: int, steps_per_env: int = 20, iterations: int = 5, 
 
 
 def measure(num_envs: int, *, steps_per_env: int = 20, iterations: int = 5, hidden: int = 128, layers: int = 4,
-            epochs: int = 3, minibatches: int = 3, setup=None, seed: int = 0) -> dict:
-    """One num_envs point: compile both programs, warm up, then median iteration and collect times."""
+            epochs: int = 3, minibatches: int = 3, setup=None, seed: int = 0, devices: int = 1) -> dict:
+    """One num_envs point: compile both programs, warm up, then median iteration and collect times.
+
+    `devices > 1`: the trainer's data-parallel program over the first `devices` local devices (envs sharded,
+    `parallel.devices=N`); see benchmarks/scaling.py for 1, 2, 4 fake CPU devices."""
+    from train import parallel
     from train.config import num_minibatches
     from train.data import build_setup
     from train.ppo import make_train
 
-    cfg = trainer_config(num_envs, steps_per_env, iterations, hidden, layers, epochs, minibatches)
+    cfg = trainer_config(num_envs, steps_per_env, iterations, hidden, layers, epochs, minibatches,
+                         extra=(f"parallel.devices={devices}",))
     setup = setup or build_setup(cfg)
-    fns = make_train(cfg, setup.train.env)
-    params = setup.train.params
-    runner = fns.init(params, jax.random.split(jax.random.PRNGKey(seed), 1))
+    fns = make_train(cfg, setup.train.env, parallel.make_mesh(cfg))
+    params, keys = fns.place_inputs(setup.train.params, jax.random.split(jax.random.PRNGKey(seed), 1))
+    runner = fns.init(params, keys)
     iteration, compile_it = compile_timed(fns.iteration, params, runner)
     collect, compile_col = compile_timed(fns.collect, params, runner)
 
@@ -88,7 +93,7 @@ def measure(num_envs: int, *, steps_per_env: int = 20, iterations: int = 5, hidd
     t_it, t_col = median(it_times), median(col_times)
     t_upd = max(t_it - t_col, 1e-9)
     return {
-        "num_envs": num_envs, "steps_per_env": steps_per_env, "frames_per_iteration": F,
+        "num_envs": num_envs, "devices": devices, "steps_per_env": steps_per_env, "frames_per_iteration": F,
         "minibatches": int(num_minibatches(cfg)), "mini_batch_size": int(cfg.loss.mini_batch_size),
         "compile_iteration_s": compile_it, "compile_collect_s": compile_col,
         "iteration_times_s": it_times, "collect_times_s": col_times,

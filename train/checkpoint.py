@@ -130,8 +130,9 @@ def restore_state(template, ckpt: dict):
     out = []
     for i, (t, x) in enumerate(zip(t_leaves, leaves, strict=True)):
         is_key = isinstance(t, jax.Array) and jax.dtypes.issubdtype(t.dtype, jax.dtypes.prng_key)
+        # shapes and dtypes only: `t` may be a global array spanning several processes
         t_shape = jax.random.key_data(t).shape if is_key else np.shape(t)
-        t_dtype = jax.random.key_data(t).dtype if is_key else np.asarray(t).dtype
+        t_dtype = jax.random.key_data(t).dtype if is_key else np.dtype(getattr(t, "dtype", None) or np.asarray(t).dtype)
         if tuple(x.shape) != tuple(t_shape) or x.dtype != t_dtype:
             raise ValueError(
                 f"{where}: array {i} has shape {x.shape} {x.dtype}, this config expects {t_shape} {t_dtype}. "

@@ -28,6 +28,7 @@ FEATURE_MODES = ("zscore_train", "zscore_split", "none")
 LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = ("offline", "online", "disabled")
 CRITIC_LOSSES = ("l2", "l1", "smooth_l1")
+CPU_COLLECTIVES = ("gloo", "mpi")
 
 
 class ConfigError(ValueError):
@@ -152,6 +153,24 @@ class CheckpointGroup:
 
 
 @dataclass
+class ParallelGroup:
+    """Data parallelism over a device mesh and multi-process runs (train/parallel.py, train/SCALING.md)."""
+
+    # Local devices of each process that the run uses: "all" or N (the first N). The mesh ("data" axis)
+    # spans these devices of every process. One device in total: the single-device program, unchanged.
+    devices: Any = "all"
+    # Call jax.distributed.initialize before anything else (multi-process / multi-host). Unset values
+    # below come from $JAX_COORDINATOR_ADDRESS, $JAX_NUM_PROCESSES, $JAX_PROCESS_ID, then JAX's cluster
+    # auto-detection (SLURM, Open MPI, Cloud TPU, Kubernetes).
+    distributed: bool = False
+    coordinator_address: str | None = None  # "host:port" of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
+    # XLA:CPU cross-process collectives (only used when the devices are CPUs): "gloo" or "mpi".
+    cpu_collectives: str = "gloo"
+
+
+@dataclass
 class TrainConfig:
     env: EnvGroup = field(default_factory=EnvGroup)
     collector: CollectorGroup = field(default_factory=CollectorGroup)
@@ -161,8 +180,11 @@ class TrainConfig:
     logger: LoggerGroup = field(default_factory=LoggerGroup)
     eval: EvalGroup = field(default_factory=EvalGroup)
     checkpoint: CheckpointGroup = field(default_factory=CheckpointGroup)
+    parallel: ParallelGroup = field(default_factory=ParallelGroup)
     seed: int = 0
-    num_seeds: int = 1  # K independent agents trained in one jitted program (vmap over seeds)
+    # K independent agents trained in one jitted program (vmap over seeds); with several devices the seeds
+    # are sharded over them when K is a multiple of the device count (else the envs are).
+    num_seeds: int = 1
 
 
 # --------------------------------------------------------------------------------------- key listing
@@ -316,6 +338,32 @@ def validate(cfg) -> None:
     _need(e.max_traj_length is None or e.max_traj_length >= 0, "env.max_traj_length must be None, 0 or >= 1")
     if c.stop_at_iteration is not None:
         _need(c.stop_at_iteration >= 1, "collector.stop_at_iteration must be >= 1 (or null)")
+    requested_devices(cfg)  # raises on a bad parallel.devices
+    p = cfg.parallel
+    _need(p.cpu_collectives in CPU_COLLECTIVES, f"parallel.cpu_collectives must be one of {CPU_COLLECTIVES}")
+    _need(p.num_processes is None or p.num_processes >= 1, "parallel.num_processes must be >= 1 (or null)")
+    if p.process_id is not None:
+        _need(p.process_id >= 0, "parallel.process_id must be >= 0 (or null)")
+        _need(
+            p.num_processes is None or p.process_id < p.num_processes,
+            f"parallel.process_id={p.process_id} must be < parallel.num_processes={p.num_processes}",
+        )
+
+
+def requested_devices(cfg) -> int | None:
+    """`parallel.devices` as a count of local devices per process; None means "all"."""
+    value = cfg.parallel.devices
+    if isinstance(value, str):
+        if value.strip().lower() == "all":
+            return None
+        if value.strip().isdigit():
+            value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"parallel.devices must be 'all' or a positive number of local devices per process, got {value!r}; "
+            "e.g. parallel.devices=all or parallel.devices=2"
+        )
+    return int(value)
 
 
 def env_config_kwargs(cfg) -> dict:

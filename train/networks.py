@@ -52,6 +52,10 @@ class TorchBatchNorm(nn.Module):
     Training: normalise with the biased batch variance; update `running = momentum * running +
     (1 - momentum) * batch`, with the **unbiased** variance for `var` (torch's rule). `momentum` uses the
     Flax convention: 0.9 here is torch's momentum=0.1. Eval: normalise with the running statistics.
+
+    Data parallel (train/parallel.py): under `jax.jit` with the batch sharded over a device mesh, the batch
+    mean and variance are means over the global batch, so XLA all-reduces them: synced BatchNorm, with the
+    same running statistics on every device.
     """
 
     momentum: float = 0.9

@@ -18,6 +18,11 @@ The host loop (`train`) calls `iteration` once per batch, fetches its metrics (t
 evaluates the deterministic policy every `eval.test_interval` frames, writes checkpoints, logs and draws a
 tqdm bar; a rich summary table closes the run.
 
+Scale-out (train/parallel.py, train/SCALING.md): `parallel.devices=all|N` jits the same global-batch
+program over a device mesh (env lanes, or seeds when `num_seeds` is a multiple of the device count, split
+over the devices; params and optimiser state replicated; XLA all-reduces gradients and BatchNorm moments);
+`parallel.distributed=true` runs one process per host with `jax.distributed`, process 0 doing the I/O.
+
 Timing (Q6). `time/SPS-total` = frames collected in the iteration (all seeds) / the iteration's whole wall
 time, including its eval, checkpoint and logging, compile excluded (everything is compiled ahead, reported
 once as `time/compile`), and excluding the diagnostic call below. Collection and update are one XLA
@@ -40,6 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from train import parallel
 from train.config import (
     ConfigError,
     default_config,
@@ -54,6 +60,7 @@ from train.config import (
 from train.evaluate import eval_key
 from train.losses import compute_gae, explained_variance, ppo_loss_terms
 from train.networks import apply_mode, apply_train, init_variables, make_network, policy
+from train.parallel import seeds_sharded
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,6 +111,35 @@ class TrainFns:
     clip_schedule: Any
     total_updates: int
     frames_per_iteration: int
+    compiled: dict = field(default_factory=dict)  # ahead-of-time executables of `train`, by input signature
+    # Set when the program is sharded over a device mesh (`make_train(..., mesh)`); see train/parallel.py.
+    mesh: Any = None
+    seeds_sharded: bool = False
+    runner_sharding: Any = None  # RunnerState of NamedShardings (a pytree prefix of the runner)
+    env_params_sharding: Any = None
+    keys_sharding: Any = None
+
+    def place_inputs(self, env_params, seed_keys):
+        """`(env_params, seed_keys[K])` as `init`/`iteration` take them: global arrays on the mesh (the same
+        host values on every process), unchanged without a mesh."""
+        if self.mesh is None:
+            return env_params, seed_keys
+        return (
+            parallel.put_global(env_params, self.env_params_sharding),
+            parallel.put_global(seed_keys, self.keys_sharding),
+        )
+
+    def place_runner(self, runner):
+        """A host (e.g. restored) runner state laid out as `init` returns it."""
+        if self.mesh is None:
+            return runner
+        return parallel.put_global(runner, self.runner_sharding)
+
+    def to_host(self, tree):
+        """NumPy copies of (possibly sharded, possibly multi-process) state: a collective with a mesh."""
+        if self.mesh is None:
+            return jax.device_get(tree)
+        return parallel.to_host(tree, self.mesh)
 
 
 # --------------------------------------------------------------------------------------- schedules
@@ -138,8 +174,15 @@ def _all_finite(tree) -> jax.Array:
 
 
 # --------------------------------------------------------------------------------------- make_train
-def make_train(cfg, env) -> TrainFns:
-    """Build the jitted, seed-vmapped `init`, `iteration` and `collect` functions (see module doc)."""
+def make_train(cfg, env, mesh=None) -> TrainFns:
+    """Build the jitted, seed-vmapped `init`, `iteration` and `collect` functions (see module doc).
+
+    `mesh`: a 1-D `jax.sharding.Mesh` with axis "data" (`train.parallel.make_mesh`), or None for one device.
+    With a mesh the same global-batch program is jitted with `NamedSharding`s (`train/parallel.py`): the env
+    lanes (or, when `num_seeds` is a multiple of the device count, the seeds) are split over the devices,
+    everything else is replicated, and XLA inserts the gradient and BatchNorm all-reduces. Without one the
+    program is exactly the single-device one.
+    """
     N = int(cfg.env.num_envs)
     T = steps_per_iteration(cfg)
     B = N * T
@@ -157,6 +200,23 @@ def make_train(cfg, env) -> TrainFns:
         loss_critic_type=str(cfg.loss.loss_critic_type),
         normalize_advantage=bool(cfg.loss.normalize_advantage),
     )
+
+    K = int(cfg.num_seeds)
+    seed_mode = seeds_sharded(K, mesh)
+    if mesh is not None and not seed_mode and N % mesh.size:
+        raise ConfigError(
+            f"env.num_envs={N} does not split over {mesh.size} devices ({parallel.describe(mesh, K)}): use a "
+            f"multiple of {mesh.size}, e.g. env.num_envs={-(-N // mesh.size) * mesh.size}, or another "
+            f"parallel.devices (or num_seeds a multiple of {mesh.size}, which shards the seeds instead)"
+        )
+    env_sharded = mesh is not None and not seed_mode
+
+    def constrain(x, *spec):
+        """Lay out a per-seed intermediate over the env/batch axis (envs-sharded mode only; a no-op else).
+        Only placement: the values are those of the single-device program."""
+        if not env_sharded:
+            return x
+        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, parallel.sharding(mesh, *spec)), x)
 
     network = make_network(cfg, int(env.num_actions))
     lr_schedule, clip_schedule = make_schedules(cfg, total_updates)
@@ -215,6 +275,7 @@ def make_train(cfg, env) -> TrainFns:
     def _calculate_gae(ts: TrainState, traj: Transition, key):
         """Values of obs and true next obs in one forward pass (as torchrl's GAE), then GAE over time."""
         x = jnp.concatenate([traj.obs.reshape(B, obs_dim), traj.next_obs.reshape(B, obs_dim)])
+        x = constrain(x, parallel.DATA_AXIS)  # [2B, obs_dim]: the forward pass split over the devices
         _, v, batch_stats = apply_mode(network, ts.params, ts.batch_stats, x, key, collect_train)
         values, next_values = v[:B].reshape(T, N), v[B:].reshape(T, N)
         adv, targets = compute_gae(traj.reward, values, next_values, traj.terminated, traj.done, gamma, lam)
@@ -255,6 +316,8 @@ def make_train(cfg, env) -> TrainFns:
         )
         idx = jax.random.permutation(k_perm, B)[: num_mb * mb_size].reshape(num_mb, mb_size)
         minibatches = jax.tree.map(lambda x: jnp.take(x, idx, axis=0), flat)
+        if mesh is not None and mb_size % mesh.size == 0:  # else XLA picks the layout
+            minibatches = constrain(minibatches, None, parallel.DATA_AXIS)  # [num_mb, mb_size / D per device]
         ts, terms = jax.lax.scan(_update_minibatch, ts, (minibatches, jax.random.split(k_mb, num_mb)))
         return (ts, traj, adv, targets), (terms, ev)
 
@@ -311,15 +374,36 @@ def make_train(cfg, env) -> TrainFns:
         runner, traj, _ = _collect(env_params, runner)
         return runner, traj
 
-    return TrainFns(
-        init=jax.jit(jax.vmap(init, in_axes=(None, 0))),
-        iteration=jax.jit(jax.vmap(_iteration, in_axes=(None, 0))),
-        collect=jax.jit(jax.vmap(_collect_only, in_axes=(None, 0))),
+    init_v = jax.vmap(init, in_axes=(None, 0))
+    iteration_v = jax.vmap(_iteration, in_axes=(None, 0))
+    collect_v = jax.vmap(_collect_only, in_axes=(None, 0))
+    common = dict(
         network=network,
         lr_schedule=lr_schedule,
         clip_schedule=clip_schedule,
         total_updates=total_updates,
         frames_per_iteration=B,
+    )
+    if mesh is None:
+        return TrainFns(init=jax.jit(init_v), iteration=jax.jit(iteration_v), collect=jax.jit(collect_v), **common)
+
+    # Leaves are [K, ...] (per-seed) or [K, N, ...] (per env lane); rollouts are [K, T, N, ...].
+    sh = lambda *spec: parallel.sharding(mesh, *spec)
+    replicated = sh()
+    per_seed = sh(parallel.DATA_AXIS) if seed_mode else replicated
+    per_lane = sh(parallel.DATA_AXIS) if seed_mode else sh(None, parallel.DATA_AXIS)
+    per_step_lane = sh(parallel.DATA_AXIS) if seed_mode else sh(None, None, parallel.DATA_AXIS)
+    runner_sh = RunnerState(per_seed, per_lane, per_lane, per_lane, per_lane, per_seed, per_seed)
+    return TrainFns(
+        init=jax.jit(init_v, in_shardings=(replicated, per_seed), out_shardings=runner_sh),
+        iteration=jax.jit(iteration_v, in_shardings=(replicated, runner_sh), out_shardings=(runner_sh, replicated)),
+        collect=jax.jit(collect_v, in_shardings=(replicated, runner_sh), out_shardings=(runner_sh, per_step_lane)),
+        mesh=mesh,
+        seeds_sharded=seed_mode,
+        runner_sharding=runner_sh,
+        env_params_sharding=replicated,
+        keys_sharding=per_seed,
+        **common,
     )
 
 
@@ -368,9 +452,38 @@ def resolve_run_dir(cfg) -> str:
     return path
 
 
-def _aot(fn, *args):
-    """Compile ahead of time; returns the compiled callable."""
-    return fn.lower(*args).compile()
+def _signature(args) -> tuple:
+    """What a compiled program depends on besides the function: tree structure, shapes, dtypes, shardings."""
+    leaves, treedef = jax.tree.flatten(args)
+    return (str(treedef),) + tuple(
+        (np.shape(x), str(x.dtype), bool(getattr(x, "weak_type", False)), str(getattr(x, "sharding", None)))
+        for x in leaves
+    )
+
+
+def _aot(fn, *args, cache: dict | None = None):
+    """Compile ahead of time; returns the compiled callable. With `cache` (a dict owned by whoever owns
+    `fn`), a later call with inputs of the same signature reuses the executable (tests and resumes that
+    call `train` again with the same `TrainFns`)."""
+    if cache is None:
+        return fn.lower(*args).compile()
+    key = (id(fn), _signature(args))
+    if key not in cache:
+        cache[key] = (fn, fn.lower(*args).compile())  # keeps fn alive, so its id stays unique
+    return cache[key][1]
+
+
+class _NullLogger:
+    """The logger of processes other than 0: they log nothing."""
+
+    def log(self, *args, **kwargs) -> None:
+        pass
+
+    def log_image(self, *args, **kwargs) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _fmt(x: float) -> str:
@@ -396,7 +509,7 @@ class _Evaluator:
     def compile(self, params, batch_stats, key):
         for i, (prefix, name, runner) in enumerate(self.spans):
             keys = jax.random.split(key, jax.tree.leaves(params)[0].shape[0])
-            compiled = _aot(runner.fn, params, batch_stats, runner.bundle.params, keys)
+            compiled = _aot(runner.fn, params, batch_stats, runner.bundle.params, keys, cache=runner.bundle.cache)
             self.spans[i] = (prefix, name, type(runner)(runner.bundle, compiled))
 
     def __call__(self, params, batch_stats, key, frames: int, logger) -> dict:
@@ -426,7 +539,9 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
     """Run (or resume) a training run. `frame`: an OHLCV DataFrame instead of `env.data_path`.
 
     `setup` (from `train.data.build_setup`) and `fns` (from `make_train`) can be passed in to reuse
-    compiled functions across runs of the same shapes (tests do this).
+    compiled functions across runs of the same shapes (tests do this). Without `fns`, the device mesh
+    comes from `parallel.devices` (`train.parallel.make_mesh`). With several processes every process calls
+    this; only process 0 writes the run directory, logs, evaluates and checkpoints.
     """
     from train.checkpoint import load_checkpoint, restore_state, save_checkpoint
     from train.data import build_setup, load_features, save_features
@@ -446,30 +561,39 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
             setup = build_setup(cfg, frame, frozen_features=frozen)
         except ValueError as err:
             raise ConfigError(str(err)) from None
-    fns = fns or make_train(cfg, setup.train.env)
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
-        fh.write(to_yaml(cfg))
-    save_features(os.path.join(run_dir, "features.json"), setup.features)
+    fns = fns or make_train(cfg, setup.train.env, parallel.make_mesh(cfg))
+    main_process = parallel.is_main_process()
+    if main_process:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
+            fh.write(to_yaml(cfg))
+        save_features(os.path.join(run_dir, "features.json"), setup.features)
 
     K = int(cfg.num_seeds)
     F = fns.frames_per_iteration
-    env_params = setup.train.params
     seed_keys = jax.random.split(jax.random.PRNGKey(int(cfg.seed)), K)
+    env_params, seed_keys = fns.place_inputs(setup.train.params, seed_keys)
+
+    def policy_view(state):
+        """The policy for evaluation and checkpoints; with a mesh, NumPy copies (a collective: every
+        process calls this at the same point), evaluated on process 0's default device."""
+        pair = (state.train.params, state.train.batch_stats)
+        return pair if fns.mesh is None else fns.to_host(pair)
 
     t0 = time.perf_counter()
     runner = fns.init(env_params, seed_keys)
     if ckpt is not None:
-        runner = restore_state(runner, ckpt)
-    start_it = int(np.asarray(runner.iteration).reshape(-1)[0])
-    iteration = _aot(fns.iteration, env_params, runner)
-    collect = _aot(fns.collect, env_params, runner) if cfg.logger.timing_interval else None
-    evaluator = _Evaluator(cfg, setup, fns.network, run_dir) if cfg.eval.enabled else None
+        runner = fns.place_runner(restore_state(runner, ckpt))
+    start_it = int(parallel.first_value(runner.iteration))
+    iteration = _aot(fns.iteration, env_params, runner, cache=fns.compiled)
+    collect = _aot(fns.collect, env_params, runner, cache=fns.compiled) if cfg.logger.timing_interval else None
+    evaluator = _Evaluator(cfg, setup, fns.network, run_dir) if cfg.eval.enabled and main_process else None
+    view = policy_view(runner) if cfg.eval.enabled else None
     if evaluator is not None:
-        evaluator.compile(runner.train.params, runner.train.batch_stats, eval_key(int(cfg.seed), 0))
+        evaluator.compile(*view, eval_key(int(cfg.seed), 0))
     t_compile = time.perf_counter() - t0
 
-    logger = RunLogger(cfg, run_dir, to_dict(cfg))
+    logger = RunLogger(cfg, run_dir, to_dict(cfg)) if main_process else _NullLogger()
     n_it = num_iterations(cfg)
     stop = n_it if cfg.collector.stop_at_iteration is None else min(n_it, int(cfg.collector.stop_at_iteration))
     result = TrainResult(run_dir=run_dir, runner=runner, iteration=start_it)
@@ -485,7 +609,7 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
     frames_this_run = 0
 
     bar = None
-    if cfg.logger.progress:
+    if cfg.logger.progress and main_process:
         from tqdm.auto import tqdm
 
         bar = tqdm(
@@ -494,12 +618,16 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
             unit="frames",
             unit_scale=True,
             dynamic_ncols=True,
-            desc=f"ppo x{K}" if K > 1 else "ppo",
+            desc=("ppo" + (f" x{K}" if K > 1 else "") + (f" [{fns.mesh.size} dev]" if fns.mesh is not None else "")),
             file=sys.stderr,
         )
 
     def _save(state, it, frames):
         if not cfg.checkpoint.enabled:
+            return None
+        if fns.mesh is not None:
+            state = fns.to_host(state)  # every process takes part; process 0 writes
+        if not main_process:
             return None
         policy = {"params": state.train.params, "batch_stats": state.train.batch_stats}
         return save_checkpoint(
@@ -513,11 +641,20 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
         )
 
     try:
-        logger.log({"time/compile": t_compile}, step=start_it * F, iteration=start_it)
+        logger.log(
+            {
+                "time/compile": t_compile,
+                "parallel/devices": fns.mesh.size if fns.mesh is not None else 1,
+                "parallel/processes": jax.process_count(),
+                "parallel/seeds_sharded": int(fns.seeds_sharded),
+            },
+            step=start_it * F,
+            iteration=start_it,
+        )
         for it in range(start_it, stop):
             t_it = time.perf_counter()
             new_runner, metrics = iteration(env_params, runner)
-            metrics = jax.device_get(metrics)  # the one host sync of the iteration
+            metrics = fns.to_host(metrics)  # the one host sync of the iteration (replicated: no collective)
             t_train = time.perf_counter() - t_it
             frames = (it + 1) * F
             if not bool(np.all(metrics.pop("train/finite"))):
@@ -546,15 +683,17 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainR
 
             last = it + 1 == stop
             crossed = (it * F) // interval < frames // interval
-            if evaluator is not None and (crossed or it == 0 or last):
+            if cfg.eval.enabled and (crossed or it == 0 or last):
                 t_e = time.perf_counter()
-                key = eval_key(int(cfg.seed), it + 1)
-                ev = evaluator(runner.train.params, runner.train.batch_stats, key, frames, logger)
-                log.update(ev)
-                result.evaluation = ev
-                last_eval = ev.get("eval/reward", ev.get("eval/train_reward", float("nan")))
+                view = policy_view(runner)
+                if evaluator is not None:
+                    key = eval_key(int(cfg.seed), it + 1)
+                    ev = evaluator(*view, key, frames, logger)
+                    log.update(ev)
+                    result.evaluation = ev
+                    last_eval = ev.get("eval/reward", ev.get("eval/train_reward", float("nan")))
                 log["time/eval"] = time.perf_counter() - t_e
-            if cfg.checkpoint.enabled and (crossed or last or (evaluator is not None and it == 0)):
+            if cfg.checkpoint.enabled and (crossed or last or (cfg.eval.enabled and it == 0)):
                 t_s = time.perf_counter()
                 result.checkpoint = _save(runner, it + 1, frames)
                 log["time/checkpoint"] = time.perf_counter() - t_s
@@ -666,6 +805,8 @@ def config_from_argv(argv: list[str]):
             raise ConfigError(f"checkpoint.resume: {err}") from None
         base = OmegaConf.merge(default_config(), OmegaConf.create(saved))
         base.collector.stop_at_iteration = None  # a resumed run goes on unless told to stop again
+        for key in ("distributed", "coordinator_address", "num_processes", "process_id"):  # launch-specific
+            base.parallel[key] = default_config().parallel[key]
         cfg = load_config(argv, base=base)
     return cfg
 
@@ -677,6 +818,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         cfg = config_from_argv(argv)
+        parallel.initialize(cfg)  # before any JAX computation; a no-op unless parallel.distributed=true
         result = train(cfg)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -684,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print_summary(cfg, result)
+    if parallel.is_main_process():
+        print_summary(cfg, result)
     return 0
 
 
