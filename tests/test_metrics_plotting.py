@@ -78,7 +78,8 @@ def test_render_history_futures_marks_flat_and_partial_closes_q21():
     pos = [0, 2, 2, 1, 0, -1, 0, -1, 0]
     fig = tj.render_history(history(kinds, pos), leverage=3)
     assert isinstance(fig, Figure) and len(fig.axes) == 3
-    assert markers(fig) == {"Long Open": [1], "Short Open": [5, 7], "Long Close": [3, 4], "Short Close": [6, 8]}
+    assert markers(fig) == {"Long Open": [1], "Short Open": [5, 7], "Long Close": [3, 4], "Short Close": [6, 8],
+                            "Liquidation": [8]}
     labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert labels == ["Portfolio Value", "Buy and Hold (3x)"]
     assert "Long/Short" in fig.axes[0].get_title()
@@ -93,6 +94,15 @@ def test_render_history_spot_and_edge_cases():
     assert len(tj.render_history(history([], [], prices=[])).axes) == 3
     fig = tj.render_history(history([K.HOLD, 99, 42], [0, 0, 0]))
     assert markers(fig) == {}
+
+
+def test_render_history_marks_bracket_exits():
+    """Issue 7: stop-loss and take-profit exits are closes on the side held, each with its own marker too."""
+    kinds = [K.HOLD, K.LONG, K.SLTP_TP, K.SHORT, K.SLTP_SL, K.LONG, K.CLOSE]
+    pos = [0, 1, 0, -1, 0, 1, 0]
+    got = markers(tj.render_history(history(kinds, pos), leverage=2, allows_short=True))
+    assert got == {"Long Open": [1, 5], "Short Open": [3], "Long Close": [2, 6], "Short Close": [4],
+                   "Stop-Loss Exit": [4], "Take-Profit Exit": [2]}
 
 
 def test_render_a_rollout_lane():

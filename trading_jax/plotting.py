@@ -49,6 +49,12 @@ def render_history(history, leverage: float = 1.0, allows_short: bool | None = N
             (exits, "v", "orange", "Position Close"),
         ]
         ax_price.set_title(title or "Price History with Buy/Sell Actions")
+    # Which exit it was: bracket exits and liquidations also get a marker of their own.
+    marks += [
+        (kind == ActionKind.SLTP_SL, "x", "black", "Stop-Loss Exit"),
+        (kind == ActionKind.SLTP_TP, "*", "gold", "Take-Profit Exit"),
+        (kind == ActionKind.LIQUIDATION, "X", "purple", "Liquidation"),
+    ]
     for mask, marker, color, label in marks:
         if mask.any():
             ax_price.scatter(x[mask], price[mask], marker=marker, color=color, s=60, label=label, zorder=3)
