@@ -63,3 +63,15 @@ def test_int_list():
     assert int_list("1, 8,64k") == [1, 8, 65536]
     with pytest.raises(ValueError):
         int_list("0")
+
+
+def test_profile_step_lists_the_step_kernels(capsys):
+    """`python -m benchmarks.profile_step` finds the step loop's kernels and their op counts."""
+    from benchmarks import profile_step
+
+    profile_step.main(["--num-envs", "8"])
+    out = capsys.readouterr().out
+    assert "flops" in out
+    kernels = int(out.split("step loop: ")[1].split(" kernels")[0])
+    ops = int(out.split("kernels, ")[1].split(" element-wise")[0])
+    assert 10 <= kernels <= 200 and 100 <= ops <= 5000
