@@ -179,7 +179,8 @@ def _materialize(values, one):
     XLA:CPU fuses cheap elementwise producers into every consumer, so without this each state field's
     kernel re-derives the whole trade logic (a dozen copies per step; `optimization_barrier` is dropped
     before fusion on CPU). A division is "expensive" to XLA and is never duplicated, so dividing by a
-    runtime 1.0 (exact in IEEE arithmetic) makes XLA compute each value once.
+    runtime 1.0 (exact in IEEE arithmetic) makes XLA compute each value once. Integer and boolean leaves
+    pass through float32, so they must be small codes (|x| < 2**24), as they are here.
     """
 
     def _div(x):
