@@ -151,3 +151,23 @@ def test_evaluate_cli(tiny, capsys):
     out = json.load(open(tiny["root"] / "ev" / "eval.json"))
     assert list(out["results"]) == ["data"]
     assert "Deterministic evaluation" in capsys.readouterr().out
+
+
+def test_build_setup_takes_a_feature_function_and_a_training_reward(tiny):
+    """`build_setup(features=, reward_fn=)`: the feature function replaces `env.features` in every env; the
+    reward trains, while the evaluation envs keep the log return (so eval/reward stays comparable)."""
+    from trading_jax.rewards import drawdown_penalty_reward, log_return_reward
+
+    def close_only(bars):
+        out = bars.reset_index()
+        out["features_close"] = out["close"] / out["close"].iloc[0]
+        return out
+
+    cfg = load_config(tiny["args"])
+    setup = build_setup(cfg, features=close_only, reward_fn=drawdown_penalty_reward)
+    assert setup.train.env.reward_fn is drawdown_penalty_reward
+    assert setup.test.env.reward_fn is log_return_reward and setup.train_eval.env.reward_fn is log_return_reward
+    assert setup.features is None
+    for bundle in (setup.train, setup.test, setup.train_eval):
+        assert bundle.market.feature_names == (("features_close",),)
+        assert bundle.env.observation_shape == (8 * 1 + 6,)

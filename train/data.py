@@ -132,13 +132,13 @@ def feature_fns(cfg, fit_frame: pd.DataFrame, frozen=None):
     return tuple(frozen), tuple(frozen)
 
 
-def _build(frame, cfg, features, env_config, episode: bool, what: str) -> EnvBundle:
+def _build(frame, cfg, features, env_config, episode: bool, what: str, reward_fn=None) -> EnvBundle:
     e = cfg.env
     try:
         market = trading_jax.build_market(frame, list(e.time_frames), list(e.window_sizes), e.execute_on, features)
     except ValueError as err:
         raise ValueError(f"{what} split: {err}") from None
-    env, params = trading_jax.make(market, env_config)
+    env, params = trading_jax.make(market, env_config, reward_fn=reward_fn)
     T = int(market.num_bars)
     length = T if env_config.max_traj_length is None else min(env_config.max_traj_length, T)
     steps = max(length - 1, 0) if episode else 0
@@ -151,8 +151,14 @@ def eval_env_config(env_config, max_traj_length: int | None):
     return env_config.replace(random_start=False, max_traj_length=max_traj_length, initial_cash=lo)
 
 
-def build_setup(cfg, frame: pd.DataFrame | None = None, frozen_features=None) -> Setup:
-    """Load, split and build the train, test and train-eval envs of a trainer config."""
+def build_setup(cfg, frame: pd.DataFrame | None = None, frozen_features=None, *, features=None,
+                reward_fn=None) -> Setup:
+    """Load, split and build the train, test and train-eval envs of a trainer config.
+
+    `features` (a feature function, or one per timeframe, as `trading_jax.build_market` takes) replaces
+    `env.features`; `reward_fn` (`fn(old_pv, new_pv[, state])`) is the training env's reward. The
+    evaluation envs keep the log-return reward, so `eval/reward` stays comparable across rewards.
+    """
     kwargs = env_config_kwargs(cfg)
     try:
         env_config = trading_jax.EnvConfig(**kwargs)
@@ -160,8 +166,11 @@ def build_setup(cfg, frame: pd.DataFrame | None = None, frozen_features=None) ->
         raise ValueError(f"env.*: {err}") from None
     full = load_frame(cfg, frame)
     train_df, test_df = split_frame(full, cfg.env.test_split_start)
-    features, frozen = feature_fns(cfg, train_df, frozen_features)
-    train = _build(train_df, cfg, features, env_config, False, "training")
+    if features is None:
+        features, frozen = feature_fns(cfg, train_df, frozen_features)
+    else:
+        frozen = None
+    train = _build(train_df, cfg, features, env_config, False, "training", reward_fn)
     max_steps = int(cfg.eval.train_max_steps)
     train_eval_env, train_eval_params = trading_jax.make(train.market, eval_env_config(env_config, max_steps + 1))
     train_eval = EnvBundle(train_eval_env, train_eval_params, train.market, min(max_steps, train.market.num_bars - 1))
