@@ -100,7 +100,9 @@ def signature(env: tj.TradingEnv) -> tuple:
     )
 
 
-def _scan(env, state, actions, slips, params):
+def scan_transitions(env, state, actions, slips, params):
+    """`env.transition` over `actions[n]` with slippage `slips[n]`: `(final_state, rows of [n] arrays)`."""
+
     def one(state, xs):
         action, u = xs
         was_exhausted = state.exhausted
@@ -123,7 +125,7 @@ def runner(env: tj.TradingEnv):
     """The jitted `(state, actions[n], slips[n], params) -> (final_state, rows)` for env's signature."""
     sig = signature(env)
     if sig not in _RUNNERS:
-        _RUNNERS[sig] = jax.jit(functools.partial(_scan, env))
+        _RUNNERS[sig] = jax.jit(functools.partial(scan_transitions, env))
     return _RUNNERS[sig]
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from env_testlib import scan_transitions
 from golden_cases import GOLDEN, is_sltp, load_json
 
 import trading_jax as tj
 
 MONEY = ("pv", "balance", "position_size", "entry_price")
+# scan_transitions' field names -> the golden traces'
+RENAMED = {"position": "position_size", "entry": "entry_price", "hold": "hold_counter"}
 
 
 def env_config(case: str) -> tj.EnvConfig:
@@ -42,24 +46,8 @@ def replay(case: str) -> tuple[dict, dict]:
     slips = jnp.asarray([1.0 if s["slippage_u"] is None else s["slippage_u"] for s in steps], jnp.float32)
     state = env.reset_state(jax.random.PRNGKey(0), params)
 
-    @jax.jit
-    def run(state, actions, slips, params):
-        def _step(state, xs):
-            action, u = xs
-            exhausted = state.exhausted
-            state, reward, terminated, truncated, kind = env.transition(state, action, u, params)
-            row = dict(
-                reward=reward, terminated=terminated, truncated=truncated, kind=kind, exhausted=exhausted,
-                pv=env.portfolio_value(state, params), balance=state.balance, position_size=state.position,
-                entry_price=state.entry,
-                hold_counter=state.hold, stop_loss=state.stop_loss, take_profit=state.take_profit,
-                obs=env.get_obs(state, params),
-            )
-            return state, row
-
-        return jax.lax.scan(_step, state, (actions, slips))[1]
-
-    got = jax.tree.map(np.asarray, run(state, actions, slips, params))
+    _, rows = jax.jit(functools.partial(scan_transitions, env))(state, actions, slips, params)
+    got = {RENAMED.get(k, k): np.asarray(v) for k, v in rows.items()}
     got["reset_obs"] = np.asarray(env.get_obs(state, params))
     got["env"] = env
     return got, rec
