@@ -168,20 +168,17 @@ def _uniform_int(word: jax.Array, n: jax.Array) -> jax.Array:
 _HOLD, _CLOSE, _OPEN, _SWITCH, _INCREASE, _DECREASE = range(6)
 
 
-def _runtime_one(state: EnvState) -> jax.Array:
-    """A 1.0 that XLA cannot constant-fold (see `_materialize`)."""
-    return jnp.where(state.bar >= 0, 1.0, 2.0).astype(state.balance.dtype)
-
-
-def _materialize(values, one):
+def _materialize(values, state: EnvState):
     """`values`, computed once and stored.
 
     XLA:CPU fuses cheap elementwise producers into every consumer, so without this each state field's
     kernel re-derives the whole trade logic (a dozen copies per step; `optimization_barrier` is dropped
     before fusion on CPU). A division is "expensive" to XLA and is never duplicated, so dividing by a
-    runtime 1.0 (exact in IEEE arithmetic) makes XLA compute each value once. Integer and boolean leaves
-    pass through float32, so they must be small codes (|x| < 2**24), as they are here.
+    runtime 1.0 (exact in IEEE arithmetic) makes XLA compute each value once. The 1.0 comes from `state`
+    (a bar index is never negative, which XLA cannot know). Integer and boolean leaves pass through float32,
+    so they must be small codes (|x| < 2**24), as they are here.
     """
+    one = jnp.where(state.bar >= 0, 1.0, 2.0)
 
     def _div(x):
         if jnp.issubdtype(x.dtype, jnp.floating):
@@ -337,13 +334,13 @@ class TradingEnv:
         branch = jnp.where(grows, _INCREASE, _DECREASE)
         branch = jnp.where(flat, _OPEN, jnp.where(to_flat, _CLOSE, jnp.where(switch, _SWITCH, branch)))
         branch = jnp.where(~acts | (flat & to_flat), _HOLD, branch)
-        q_t, branch = _materialize((q_t, branch), _runtime_one(state))
+        q_t, branch = _materialize((q_t, branch), state)
         do_close = (branch == _CLOSE) | (branch == _SWITCH)
         do_open = (branch == _OPEN) | (branch == _SWITCH)
         do_increase, do_decrease = branch == _INCREASE, branch == _DECREASE
         to_flat = branch == _CLOSE
 
-        bal1 = _materialize(jnp.where(do_close, acc.book_close(bal, q, e, p, L, f), bal), _runtime_one(state))
+        bal1 = _materialize(jnp.where(do_close, acc.book_close(bal, q, e, p, L, f), bal), state)
         # An open is sized from the flat portfolio (= the balance), before or after a close (§3.4).
         q_open, n_open = acc.target_position(bal1, level, p, L, f)
         bal_open, open_ok = acc.book_open(bal1, n_open, L, f)
@@ -390,7 +387,7 @@ class TradingEnv:
         do_trade = (want_long | want_short) & ~duplicate
         agent_close = (side == BracketSide.CLOSE) & (q != 0)
         closes = agent_close | (do_trade & (q != 0))  # a flip books its close first, unconditionally
-        bal1 = _materialize(jnp.where(closes, acc.book_close(bal, q, e, p, L, f), bal), _runtime_one(state))
+        bal1 = _materialize(jnp.where(closes, acc.book_close(bal, q, e, p, L, f), bal), state)
 
         mode = self.config.trade_mode
         if mode == "fractional":
@@ -411,7 +408,7 @@ class TradingEnv:
         kind = jnp.where(agent_close, ActionKind.CLOSE, ActionKind.HOLD)
         kind = jnp.where(opened, jnp.where(want_long, ActionKind.LONG, ActionKind.SHORT), kind)
         new_bal = jnp.where(opened, bal_open, bal1)
-        new_bal, size, kind, closes = _materialize((new_bal, size, kind, closes), _runtime_one(state))
+        new_bal, size, kind, closes = _materialize((new_bal, size, kind, closes), state)
         opened = (kind == ActionKind.LONG) | (kind == ActionKind.SHORT)
         new_q = jnp.where(opened, size, jnp.where(closes, 0.0, q))
         new_e = jnp.where(opened, p, jnp.where(closes, 0.0, e))
@@ -419,7 +416,7 @@ class TradingEnv:
         tp = jnp.where(opened, p * (1 + params.bracket_tp[action]), state.take_profit)
         return new_bal, new_q, new_e, sl, tp, kind
 
-    def _bracket_exits(self, bal, q, e, sl, tp, kind, bar, params: EnvParams):
+    def _bracket_exits(self, state: EnvState, bal, q, e, sl, tp, kind, bar, params: EnvParams):
         """Stops, targets and liquidation on the next bar, in the priority of spec §4.3."""
         L, f = params.leverage, params.transaction_fee
         o, h, lo, c = bar[0], bar[1], bar[2], bar[3]
@@ -439,7 +436,7 @@ class TradingEnv:
         exit_kind = jnp.where(tp_hit, ActionKind.SLTP_TP, -1)
         exit_kind = jnp.where(sl_hit, ActionKind.SLTP_SL, exit_kind)
         exit_kind = jnp.where(liquidated, ActionKind.LIQUIDATION, exit_kind)
-        fill, exit_kind = _materialize((fill, exit_kind), jnp.where(q == q, 1.0, 2.0).astype(q.dtype))
+        fill, exit_kind = _materialize((fill, exit_kind), state)
         exits = exit_kind >= 0
         bal = jnp.where(exits, acc.book_close(bal, q, e, fill, L, f), bal)
         kind = jnp.where(exits, exit_kind, kind)
@@ -457,15 +454,14 @@ class TradingEnv:
         nxt = jnp.minimum(state.bar + 1, ohlc.shape[0] - 1)
         bar = ohlc[nxt].astype(dt)
         close = ohlc[state.bar, 3].astype(dt)
-        one = _runtime_one(state)
-        p = _materialize(close * jnp.asarray(slippage_u).astype(dt), one)
+        p = _materialize(close * jnp.asarray(slippage_u).astype(dt), state)
 
         if self.config.sltp:
-            bal, q, e, sl, tp, kind = _materialize(self._bracket_trade(state, action, p, params), one)
-            bal, q, e, kind = _materialize(self._bracket_exits(bal, q, e, sl, tp, kind, bar, params), one)
+            bal, q, e, sl, tp, kind = _materialize(self._bracket_trade(state, action, p, params), state)
+            bal, q, e, kind = _materialize(self._bracket_exits(state, bal, q, e, sl, tp, kind, bar, params), state)
         else:
-            bal, q, e, kind = _materialize(self._rebalance(state, action, p, params), one)
-            bal, q, e, kind = _materialize(self._liquidate(bal, q, e, kind, bar, params), one)
+            bal, q, e, kind = _materialize(self._rebalance(state, action, p, params), state)
+            bal, q, e, kind = _materialize(self._liquidate(bal, q, e, kind, bar, params), state)
             sl, tp = state.stop_loss, state.take_profit
         old_pv = acc.portfolio_value(state.balance, state.position, state.entry, close, L)
         pv = acc.portfolio_value(bal, q, e, bar[3], L)
@@ -514,7 +510,7 @@ class TradingEnv:
             state, action, self.slippage_multiplier(words[0], params), params
         )
         info = self.describe(new, params)
-        done = _materialize(terminated | truncated, _runtime_one(new))
+        done = _materialize(terminated | truncated, new)
         info.update(terminated=terminated, truncated=truncated, action_kind=kind)
         return new, reward, done, info
 
