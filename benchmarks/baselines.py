@@ -1,4 +1,4 @@
-"""Per-env Python baselines: the NumPy scalar oracle `tests/reference_env.py` on config (a).
+"""Per-env Python baselines: the NumPy scalar oracle `tests/support/reference_env.py` on config (a).
 
 * `scalar_loop`: one `ReferenceEnv` stepped in a Python loop with random actions, auto-reset on done
   (the "standard" per-env env).
@@ -8,30 +8,25 @@
 
 Every env observes exactly what the JAX env does: config (a)'s execution bars and the flat market windows
 (from the same `Market`), with the oracle appending `account_state`. Workers are spawned (not forked: the
-parent runs JAX threads) and import only NumPy and the oracle.
+parent runs JAX threads) and import only NumPy and the oracle. The oracle is test code, not part of the
+installed package: the baselines run from the repository root (`python -m benchmarks.env_throughput`).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import multiprocessing as mp
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+from benchmarks import configs
+
 CONFIG = "a"
-TESTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
-
-
-def _reference_module():
-    if TESTS_DIR not in sys.path:
-        sys.path.insert(0, TESTS_DIR)
-    try:
-        import reference_env
-    except ImportError as err:  # pragma: no cover - only from a non-repo install
-        raise ImportError(f"the baselines need the repository's tests/reference_env.py ({TESTS_DIR}): {err}") from None
-    return reference_env
 
 
 def reference_inputs(name: str = CONFIG) -> tuple[np.ndarray, np.ndarray, dict]:
@@ -40,8 +35,6 @@ def reference_inputs(name: str = CONFIG) -> tuple[np.ndarray, np.ndarray, dict]:
     `windows[i]` is the flat market part of the observation at exec index i (timeframes in order, each
     `[w, F]` flattened), i.e. `Market.windows_at(i)` for every i at once.
     """
-    from benchmarks import configs
-
     market = configs.market(name)
     data = market.data
     parts = []
@@ -54,9 +47,30 @@ def reference_inputs(name: str = CONFIG) -> tuple[np.ndarray, np.ndarray, dict]:
     return np.asarray(data.ohlc, np.float32), windows, money
 
 
+def _oracle():
+    """The NumPy oracle module, `tests/support/reference_env.py` of this checkout.
+
+    `tests` is a package of the repository, not of the installed distribution: from the repository root it
+    imports as usual; from elsewhere (a notebook in notebooks/) it is loaded from the checkout beside
+    `benchmarks/`, without touching `sys.path`."""
+    try:
+        return importlib.import_module("tests.support.reference_env")
+    except ModuleNotFoundError:
+        pass
+    package = Path(__file__).resolve().parents[1] / "tests"
+    if not (package / "support" / "reference_env.py").is_file():
+        raise ImportError(f"the baselines step the NumPy oracle tests/support/reference_env.py, which is not in "
+                          f"{package.parent}: run them from a checkout of the repository")
+    spec = importlib.util.spec_from_file_location("tests", package / "__init__.py",
+                                                  submodule_search_locations=[str(package)])
+    sys.modules["tests"] = module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return importlib.import_module("tests.support.reference_env")
+
+
 def _make_env(ohlc, windows, money: dict, seed: int):
-    ref = _reference_module()
-    return ref.ReferenceEnv(ohlc, ref.RefConfig(seed=seed, **money), windows=windows)
+    oracle = _oracle()
+    return oracle.ReferenceEnv(ohlc, oracle.RefConfig(seed=seed, **money), windows=windows)
 
 
 def _step_for(env, budget_s: float, seed: int) -> tuple[int, int, float]:

@@ -102,7 +102,7 @@ def machine_info(dtype: str | None = None) -> dict:
         "device_kind": dev.device_kind,
         "device_count": jax.device_count(),
         "dtype": dtype,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 

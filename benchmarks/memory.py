@@ -17,9 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import psutil
+
+from benchmarks import configs
+from benchmarks.common import int_list
+from benchmarks.programs import make_program
 
 DEFAULT_CPU_SIZES = (4096, 16384, 65536, 262144)
 DEFAULT_GPU_START = 65536
@@ -33,12 +43,6 @@ def _run_once(config: str, num_envs: int, dtype: str) -> dict:
     Returns XLA's buffer assignment of the program (`compiled.memory_analysis()`): temp, argument and
     output bytes (deterministic, whatever the allocator does).
     """
-    import jax
-    import jax.numpy as jnp
-
-    from benchmarks import configs
-    from benchmarks.env_throughput import make_program
-
     with jax.enable_x64(dtype == "float64"):
         env, params = configs.build_env(config)
         args = (params, jax.random.PRNGKey(0), jnp.int32(1))
@@ -51,12 +55,6 @@ def _run_once(config: str, num_envs: int, dtype: str) -> dict:
 
 
 def _child(config: str, num_envs: int, dtype: str) -> dict:
-    import resource
-
-    import psutil
-
-    from benchmarks import configs
-
     configs.build_env(config)
     rss_setup = psutil.Process().memory_info().rss
     t0 = time.perf_counter()
@@ -76,9 +74,6 @@ def _xla_slope(points: list[dict]) -> float | None:
 
 def measure_cpu(config: str = "a", sizes=DEFAULT_CPU_SIZES, dtype: str = "float32", timeout_s: float = 300) -> dict:
     """Peak RSS per size, each in a fresh subprocess; linear fit; largest num_envs (estimate)."""
-    import numpy as np
-    import psutil
-
     points = []
     for n in sizes:
         cmd = [sys.executable, "-m", "benchmarks.memory", "--child", "--config", config, "--sizes", str(n),
@@ -114,10 +109,6 @@ def measure_cpu(config: str = "a", sizes=DEFAULT_CPU_SIZES, dtype: str = "float3
 def measure_gpu(config: str = "a", start: int = DEFAULT_GPU_START, dtype: str = "float32",
                 time_cap_s: float = 45.0, max_envs: int = 1 << 26) -> dict:
     """Double num_envs from `start` until out-of-memory, `time_cap_s` or `max_envs`; device peak bytes each."""
-    import jax
-
-    from benchmarks import configs
-
     dev = jax.devices()[0]
     with jax.enable_x64(dtype == "float64"):
         configs.build_env(config)
@@ -156,16 +147,12 @@ def measure_gpu(config: str = "a", start: int = DEFAULT_GPU_START, dtype: str = 
 
 def measure(config: str = "a", sizes=None, dtype: str = "float32") -> dict:
     """CPU: fresh subprocess per size. Accelerator: doubling from the first size (default 65536)."""
-    import jax
-
     if jax.default_backend() == "cpu":
         return measure_cpu(config, sizes or DEFAULT_CPU_SIZES, dtype)
     return measure_gpu(config, (sizes or [DEFAULT_GPU_START])[0], dtype)
 
 
 def main(argv=None) -> dict:
-    from benchmarks.common import int_list
-
     p = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="a")
     p.add_argument("--sizes", type=int_list, default=None)

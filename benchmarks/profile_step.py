@@ -2,11 +2,11 @@
 
     python -m benchmarks.profile_step [--config a] [--num-envs 1024] [--trace DIR]
 
-It compiles the env benchmark's program (`env_throughput.make_program`) and prints
+It compiles the env benchmark's program (`benchmarks.programs.make_program`) and prints
 * `compiled.cost_analysis()`: flops and bytes accessed of the whole program;
 * the kernels (fusions) of the step loop's body in the optimised HLO, each with its element-wise op count:
-  the sum is the work per lane and step, and a kernel that repeats the trade logic shows up at once (this is
-  how the duplication that `trading_jax.env._materialize` removes was found);
+  the sum is the work per lane and step, and a kernel that repeats the trade logic shows up at once (the
+  env's compute-once helper exists to keep XLA from doing that);
 * with `--trace DIR`, the time per step of the slowest kernels, from a `jax.profiler` trace (Perfetto JSON,
   also readable in TensorBoard). The tracer adds its own overhead to every kernel, so compare kernels with
   each other, not with the benchmark's steps/s.
@@ -24,7 +24,7 @@ import re
 import jax
 
 from benchmarks import configs
-from benchmarks.env_throughput import make_program
+from benchmarks.programs import make_program
 
 CHUNK = 32
 

@@ -2,8 +2,8 @@
 
     python -m benchmarks.report benchmarks/results/*.json [--out DIR] [--stem combined]
 
-Prints each file's tables and writes `<stem>-env.png` / `<stem>-ppo.png` with every file's series
-(one line per machine, config and dtype).
+Prints each file's tables (env throughput, PPO throughput, PPO scaling against devices) and writes
+`<stem>-env.png` / `<stem>-ppo.png` with every env and PPO file's series (one line per machine, config and dtype).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from benchmarks import configs
 from benchmarks.common import DEFAULT_OUT, REFERENCE_PUBLISHED, machine_label, read_json, si
 
 SEED_CLAIMS = {"8-32": "20-100x", "64-256": "100-400x"}
@@ -151,6 +152,31 @@ def ppo_markdown(result: dict) -> str:
     return "\n".join(out)
 
 
+def scaling_markdown(result: dict) -> str:
+    """PPO frames/s per device count (`python -m benchmarks.scaling`), with the ratio to one device."""
+    m = result["machine"] or {}
+    lines = [f"## PPO frames/s against device count ({m.get('backend', '?')}, {m.get('device_kind', '?')}, "
+             f"{m.get('cpu_cores_usable', '?')} cores)", ""]
+    if m.get("backend") == "cpu":
+        lines += ["Fake CPU devices (`--xla_force_host_platform_device_count`) share the same cores: this shows the "
+                  "overhead of the sharded program, not a speed-up.", ""]
+    lines += ["| num_envs | devices | total fps | collect fps | update fps | vs 1 device (total) | compile s |",
+              "|---|---|---|---|---|---|---|"]
+    done = [r for r in result["rows"] if "total_fps" in r]
+    for r in sorted(done, key=lambda r: (r["num_envs"], r["devices"])):
+        one = next((o for o in done if o["num_envs"] == r["num_envs"] and o["devices"] == 1), None)
+        ratio = f"{r['total_fps'] / one['total_fps']:.2f}x" if one else ""
+        compile_s = f"{r['compile_iteration_s']:.1f} + {r['compile_collect_s']:.1f}"
+        lines.append(f"| {r['num_envs']} | {r['devices']} | {r['total_fps']:.4g} | {r['collect_fps']:.4g} | "
+                     f"{r['update_fps']:.4g} | {ratio} | {compile_s} |")
+    for f in result["failures"]:
+        lines.append(f"\ndevices={f['devices']}: failed (exit {f['returncode']})")
+    return "\n".join(lines)
+
+
+MARKDOWN_BY_KIND = {"env_throughput": env_markdown, "ppo_throughput": ppo_markdown, "ppo_scaling": scaling_markdown}
+
+
 # --------------------------------------------------------------------------------------- plots
 def _plt():
     import matplotlib
@@ -195,12 +221,21 @@ def plot_env(results: list[dict], path: str) -> str:
     _log_axes(ax, "env steps / s")
     first = results[0]
     ax.set_title(f"Env throughput ({'several machines' if multi else machine_label(first['machine'])})", fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
+    # Beside the axes (after the layout, so that the axes keep their size; the saved image grows to fit it).
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), title=_config_legend(results),
+              title_fontsize=7, alignment="left")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def _config_legend(results: list[dict]) -> str:
+    """One line per config in the plot: `config a: reference: 1Hour w24, L3, levels -1/0/1`."""
+    described = {r["config"]: r.get("description") or configs.describe(r["config"])
+                 for res in results for r in res["env"]}
+    return "\n".join(f"config {c}: {desc}" for c, desc in sorted(described.items()))
 
 
 def plot_ppo(results: list[dict], path: str) -> str:
@@ -231,15 +266,18 @@ def plot_ppo(results: list[dict], path: str) -> str:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("files", nargs="+", help="JSON files written by env_throughput / ppo_throughput")
+    p.add_argument("files", nargs="+", help="JSON files written by env_throughput / ppo_throughput / scaling")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--stem", default="combined")
     args = p.parse_args(argv)
     results = [read_json(f) for f in args.files]
     env = [r for r in results if r["kind"] == "env_throughput"]
     ppo = [r for r in results if r["kind"] == "ppo_throughput"]
-    for r in results:
-        print((env_markdown if r["kind"] == "env_throughput" else ppo_markdown)(r), end="\n\n")
+    for path, r in zip(args.files, results, strict=True):
+        if r["kind"] in MARKDOWN_BY_KIND:
+            print(MARKDOWN_BY_KIND[r["kind"]](r), end="\n\n")
+        else:
+            print(f"skipping {path}: no report for results of kind {r['kind']!r}", file=sys.stderr)
     if env:
         print("wrote", plot_env(env, os.path.join(args.out, f"{args.stem}-env.png")), file=sys.stderr)
     if ppo:

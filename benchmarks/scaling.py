@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks import report
 from benchmarks.common import DEFAULT_OUT, SCHEMA, int_list, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,27 +100,6 @@ def run(args) -> dict:
             "failures": failures, "wall_s": time.perf_counter() - t0}
 
 
-def markdown(result: dict) -> str:
-    m = result["machine"] or {}
-    lines = [f"## PPO frames/s against device count ({m.get('backend', '?')}, {m.get('device_kind', '?')}, "
-             f"{m.get('cpu_cores_usable', '?')} cores)", ""]
-    if m.get("backend") == "cpu":
-        lines += ["Fake CPU devices (`--xla_force_host_platform_device_count`) share the same cores: this shows the "
-                  "overhead of the sharded program, not a speed-up.", ""]
-    lines += ["| num_envs | devices | total fps | collect fps | update fps | vs 1 device (total) | compile s |",
-              "|---|---|---|---|---|---|---|"]
-    done = [r for r in result["rows"] if "total_fps" in r]
-    for r in sorted(done, key=lambda r: (r["num_envs"], r["devices"])):
-        one = next((o for o in done if o["num_envs"] == r["num_envs"] and o["devices"] == 1), None)
-        ratio = f"{r['total_fps'] / one['total_fps']:.2f}x" if one else ""
-        compile_s = f"{r['compile_iteration_s']:.1f} + {r['compile_collect_s']:.1f}"
-        lines.append(f"| {r['num_envs']} | {r['devices']} | {r['total_fps']:.4g} | {r['collect_fps']:.4g} | "
-                     f"{r['update_fps']:.4g} | {ratio} | {compile_s} |")
-    for f in result["failures"]:
-        lines.append(f"\ndevices={f['devices']}: failed (exit {f['returncode']})")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict | None:
     args = build_parser().parse_args(argv)
     if args.child is not None:
@@ -128,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     result = run(args)
     backend = (result["machine"] or {}).get("backend", "unknown")
     path = write_json(os.path.join(args.out, (args.tag or f"scaling-{backend}") + ".json"), result)
-    print(markdown(result))
+    print(report.scaling_markdown(result))
     print(f"\nwrote {path}")
     return result
 
