@@ -1,11 +1,12 @@
 """trading_jax: a JAX-native trading environment with TorchTrade-equivalent semantics."""
 
 from trading_jax.config import EnvConfig
-from trading_jax.env import ActionKind, EnvParams, EnvState, TradingEnv, make
+from trading_jax.env import TradingEnv, make
 from trading_jax.market import Market, MarketData, build_market, load_ohlcv
 from trading_jax.metrics import buy_and_hold, episode_metrics
 from trading_jax.plotting import render_history
 from trading_jax.rollout import lane_history, random_policy, rollout
+from trading_jax.types import ActionKind, EnvParams, EnvState
 
 __all__ = [
     "ActionKind",

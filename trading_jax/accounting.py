@@ -58,43 +58,39 @@ def affordable(cost, bal):
     return cost <= bal * (1 + OPEN_SLACK[jnp.dtype(bal.dtype)])
 
 
-def pay(bal, margin, fee):
-    """Book an open or increase: `max(bal - (fee + margin), 0)`."""
-    return jnp.maximum(bal - (fee + margin), 0.0)
+def pay(bal, cost):
+    """Book an open or increase: `max(bal - cost, 0)`."""
+    return jnp.maximum(bal - cost, 0.0)
 
 
 def book_open(bal, notional, L, f):
     """Balance after opening `notional` from flat (§3.5), and whether it was affordable."""
-    margin, fee = notional / L, jnp.abs(notional) * f
-    return pay(bal, margin, fee), affordable(margin + fee, bal)
+    cost = open_cost(notional, L, f)
+    return pay(bal, cost), affordable(cost, bal)
 
 
 def book_increase(bal, q, e, q_t, p, L, f):
     """Increase `q` to `q_t` at `p` (§3.6). Returns `(bal, e, ok)`: quantity-weighted entry."""
     delta = q_t - q
-    dn = jnp.abs(delta * p)
-    fee, margin = dn * f, dn / L
-    ok = affordable(margin + fee, bal)
+    cost = open_cost(jnp.abs(delta * p), L, f)
     entry = ((e * jnp.abs(q)) + (p * jnp.abs(delta))) / (jnp.abs(q) + jnp.abs(delta))
-    return pay(bal, margin, fee), entry, ok
-
-
-def book_decrease(bal, q, e, q_t, p, L, f):
-    """Balance after decreasing `q` to `q_t` at `p` (§3.7): margin freed at the entry price."""
-    frac = 1 - (jnp.abs(q_t) / jnp.abs(q))
-    qc = q * frac
-    pnl = unrealized_pnl(qc, e, p)
-    fee = jnp.abs(qc * p) * f
-    freed = jnp.abs(qc * e) / L
-    return jnp.maximum(bal + ((pnl - fee) + freed), 0.0)
+    return pay(bal, cost), entry, affordable(cost, bal)
 
 
 def book_close(bal, q, e, x, L, f):
-    """Balance after closing the whole position at `x` (§3.7); also liquidations and bracket exits."""
+    """Balance after closing `q` (the whole position, or the part a decrease closes) at `x` (§3.7).
+
+    The margin locked at the entry price comes back. Also books liquidations and bracket exits.
+    """
     pnl = unrealized_pnl(q, e, x)
     fee = jnp.abs(q * x) * f
     back = jnp.abs(q * e) / L
     return jnp.maximum(bal + ((pnl - fee) + back), 0.0)
+
+
+def book_decrease(bal, q, e, q_t, p, L, f):
+    """Balance after decreasing `q` to `q_t` at `p` (§3.7): the closed part `q (1 - |q_t|/|q|)` is booked."""
+    return book_close(bal, q * (1 - (jnp.abs(q_t) / jnp.abs(q))), e, p, L, f)
 
 
 def liquidation_price(q, e, L, mmr):

@@ -7,6 +7,8 @@ import math
 import numbers
 from collections.abc import Sequence
 
+from trading_jax.timeframes import normalize_window_sizes
+
 TRADE_MODES = ("fractional", "notional", "quantity")
 
 
@@ -89,14 +91,7 @@ class EnvConfig:
 
     # ------------------------------------------------------------------ validation
     def _validate(self):
-        if len(self.window_sizes) != len(self.time_frames):
-            raise ValueError(
-                f"window_sizes has {len(self.window_sizes)} entries but time_frames has "
-                f"{len(self.time_frames)}: give one window per timeframe, or a single int"
-            )
-        for w in self.window_sizes:
-            if w < 1:
-                raise ValueError(f"window_sizes must all be >= 1, got {self.window_sizes}")
+        normalize_window_sizes(self.window_sizes, self.time_frames)
         self._validate_cash()
         if self.max_traj_length is not None and (
             not isinstance(self.max_traj_length, numbers.Integral) or self.max_traj_length < 1
@@ -170,7 +165,11 @@ class EnvConfig:
                 )
 
     def _validate_fee_fits_maintenance(self):
-        """Spec §2.1 / Q30: the fee must fit inside the maintenance buffer, for every config (SLTP too)."""
+        """The fee must fit inside the maintenance buffer (spec §2.1).
+
+        Differs from TorchTrade: checked for every config, bracket mode included, with the directions it
+        really allows (Q30).
+        """
         L, f, mmr = self.leverage, self.transaction_fee, self.maintenance_margin_rate
         if L <= 1:
             return

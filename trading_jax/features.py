@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trading_jax.market import OHLCV_COLUMNS, load_ohlcv, resample_bars
+from trading_jax.ohlcv import OHLCV_COLUMNS, load_ohlcv, resample_bars
 from trading_jax.timeframes import Timeframe, normalize_timeframes
 
 __all__ = ["ZScore", "zscore_ohlcv", "fit_zscore", "FEATURE_FUNCTIONS"]
@@ -162,7 +162,7 @@ def fit_zscore(
     statistics, even when ``fit_end`` is not on a bar boundary.
 
     Args:
-        data: anything :func:`~trading_jax.market.load_ohlcv` accepts (typically the training slice,
+        data: anything :func:`~trading_jax.ohlcv.load_ohlcv` accepts (typically the training slice,
             or the full history together with ``fit_end``).
         time_frames: the timeframes of the market(s) these functions will be used with.
         execute_on: the execution timeframe (decides which frames are END-labelled).

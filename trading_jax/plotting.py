@@ -1,15 +1,18 @@
-"""`render_history`: the reference's three-panel history plot (spec §6.5), with the Q21 fix."""
+"""`render_history`: the reference's three-panel history plot (spec §6.5).
+
+Differs from TorchTrade: agent closes ("flat") and partial closes are marked as closes (Q21).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from trading_jax.env import ActionKind
 from trading_jax.metrics import buy_and_hold
+from trading_jax.types import ActionKind
 
 _EXITS = (
     ActionKind.CLOSE, ActionKind.LIQUIDATION, ActionKind.SLTP_SL, ActionKind.SLTP_TP,
-    ActionKind.FLAT, ActionKind.CLOSE_PARTIAL,  # Q21: the reference never marks these two
+    ActionKind.FLAT, ActionKind.CLOSE_PARTIAL,  # differs from TorchTrade: it never marks these two (Q21)
 )
 
 

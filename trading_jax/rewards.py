@@ -17,9 +17,9 @@ BANKRUPT_REWARD = -10.0
 def log_return_reward(old_pv, new_pv):
     """The reference default: `ln(new / old)`, `-10` when the new value is not positive.
 
-    The reference raises on a non-positive previous value; inside `jit` we cannot, and with the Q2 fix
-    (terminate on `PV <= 0`) that only happens when a terminated lane is stepped on without a reset, so
-    the reward there is 0.
+    The reference raises on a non-positive previous value; inside `jit` we cannot. Since a lane terminates on
+    `PV <= 0` (differs from TorchTrade: Q2), that only happens when a terminated lane is stepped on without a
+    reset, so the reward there is 0.
     """
     safe_old = jnp.where(old_pv > 0, old_pv, 1.0)
     safe_new = jnp.where(new_pv > 0, new_pv, 1.0)

@@ -20,6 +20,18 @@ def random_policy(num_actions: int):
     return policy
 
 
+def reset_row(env, state, params) -> dict[str, jax.Array]:
+    """Row 0 of a history, for one lane just reset: the account fields of `env.describe(state)` and no step
+    taken (reward 0, not done, not terminated, not truncated, action -1, kind hold)."""
+    row = env.describe(state, params)
+    false = jnp.zeros((), bool)
+    row.update(
+        reward=jnp.zeros((), jnp.float32), done=false, terminated=false, truncated=false,
+        action=jnp.full((), -1, jnp.int32), action_kind=jnp.full((), ActionKind.HOLD, jnp.int32),
+    )
+    return row
+
+
 @functools.partial(
     jax.jit, static_argnames=("env", "policy_fn", "num_envs", "num_steps", "return_obs")
 )
@@ -49,12 +61,7 @@ def rollout(key, env, params, policy_fn, num_envs: int, num_steps: int, return_o
         return (next_obs, state), row
 
     (_, state_out), traj = jax.lax.scan(_env_step, (obs, state), jax.random.split(key_run, num_steps))
-    first = jax.vmap(env.describe, in_axes=(0, None))(state, params)
-    falses = jnp.zeros((num_envs,), bool)
-    first.update(
-        reward=jnp.zeros((num_envs,), jnp.float32), done=falses, terminated=falses, truncated=falses,
-        action=jnp.full((num_envs,), -1, jnp.int32), action_kind=jnp.full((num_envs,), ActionKind.HOLD, jnp.int32),
-    )
+    first = jax.vmap(functools.partial(reset_row, env), in_axes=(0, None))(state, params)
     if return_obs:
         first["obs"] = obs
     traj = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, traj)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-__all__ = ["Timeframe", "parse_timeframe", "normalize_timeframes", "UNITS"]
+__all__ = ["Timeframe", "parse_timeframe", "normalize_timeframes", "normalize_window_sizes", "UNITS"]
 
 #: canonical unit name -> minutes per unit
 UNITS: dict[str, int] = {"Minute": 1, "Hour": 60, "Day": 1440}
@@ -203,31 +203,7 @@ def normalize_timeframes(
     tfs = tuple(parse_timeframe(t) for t in tf_list)
     exec_tf = parse_timeframe(execute_on)
 
-    if isinstance(window_sizes, bool):
-        raise ValueError(f"window_sizes must be an int >= 1 or a list of them, got {window_sizes!r}.")
-    if isinstance(window_sizes, int) or hasattr(window_sizes, "__index__"):
-        ws_list = [window_sizes] * len(tfs)
-    else:
-        try:
-            ws_list = list(window_sizes)
-        except TypeError:
-            raise ValueError(f"window_sizes must be an int >= 1 or a list of them, got {window_sizes!r}.") from None
-    if len(ws_list) != len(tfs):
-        raise ValueError(
-            f"window_sizes has {len(ws_list)} entries but time_frames has {len(tfs)} "
-            f"({[t.key for t in tfs]}); give one window per timeframe or a single int."
-        )
-    ws: list[int] = []
-    for tf, w in zip(tfs, ws_list, strict=True):
-        if isinstance(w, bool) or not hasattr(w, "__index__"):
-            if isinstance(w, float) and w.is_integer() and w >= 1:
-                w = int(w)
-            else:
-                raise ValueError(f"window size for timeframe {tf.key} must be an int >= 1, got {w!r}.")
-        w = int(w)
-        if w < 1:
-            raise ValueError(f"window size for timeframe {tf.key} must be >= 1, got {w}.")
-        ws.append(w)
+    ws = normalize_window_sizes(window_sizes, [t.key for t in tfs])
 
     seen: dict[str, int] = {}
     for i, tf in enumerate(tfs):
@@ -237,4 +213,40 @@ def normalize_timeframes(
                 "may appear once (its observation key would collide)."
             )
         seen[tf.key] = i
-    return tfs, tuple(ws), exec_tf
+    return tfs, ws, exec_tf
+
+
+def normalize_window_sizes(window_sizes: int | Sequence[int], time_frames: Sequence[str]) -> tuple[int, ...]:
+    """One window size per timeframe, each an int >= 1 (spec §1.2); an int is broadcast to every timeframe.
+
+    ``time_frames`` only names the timeframes in the messages. An integral float (``3.0``) is accepted.
+
+    Raises:
+        ValueError: a window that is not an int or is < 1, or a count that differs from ``time_frames``.
+    """
+    if isinstance(window_sizes, bool):
+        raise ValueError(f"window_sizes must be an int >= 1 or a list of them, got {window_sizes!r}.")
+    if isinstance(window_sizes, int) or hasattr(window_sizes, "__index__"):
+        ws_list = [window_sizes] * len(time_frames)
+    else:
+        try:
+            ws_list = list(window_sizes)
+        except TypeError:
+            raise ValueError(f"window_sizes must be an int >= 1 or a list of them, got {window_sizes!r}.") from None
+    if len(ws_list) != len(time_frames):
+        raise ValueError(
+            f"window_sizes has {len(ws_list)} entries but time_frames has {len(time_frames)} "
+            f"({list(time_frames)}); give one window per timeframe or a single int."
+        )
+    ws: list[int] = []
+    for tf, w in zip(time_frames, ws_list, strict=True):
+        if isinstance(w, bool) or not hasattr(w, "__index__"):
+            if isinstance(w, float) and w.is_integer() and w >= 1:
+                w = int(w)
+            else:
+                raise ValueError(f"window size for timeframe {tf} must be an int >= 1, got {w!r}.")
+        w = int(w)
+        if w < 1:
+            raise ValueError(f"window size for timeframe {tf} must be >= 1, got {w} (window_sizes must all be >= 1).")
+        ws.append(w)
+    return tuple(ws)
