@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 FEATURE_MODES = ("zscore_train", "zscore_split", "none")
@@ -388,6 +388,3 @@ def to_yaml(cfg) -> str:
 def to_dict(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True)
 
-
-def is_config(obj) -> bool:
-    return isinstance(obj, (DictConfig, ListConfig))

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 import trading_jax
+from trading_jax.datasets import btcusdt_1m_sample
 from trading_jax.features import ZScore, fit_zscore, zscore_ohlcv
 from train.config import env_config_kwargs
 
@@ -56,8 +57,6 @@ def load_frame(cfg, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         return trading_jax.load_ohlcv(frame)
     if cfg.env.data_path:
         return trading_jax.load_ohlcv(cfg.env.data_path)
-    from trading_jax.datasets import btcusdt_1m_sample
-
     return btcusdt_1m_sample()
 
 

@@ -12,6 +12,10 @@ buy-and-hold at the env leverage, no fees, over the same bars), `sharpe` (annual
 
 Without `data=`, evaluates the run's test split and training window; with it, one episode over the whole
 of PATH (features normalised with the run's frozen training statistics when `env.features=zscore_train`).
+
+An `EpisodeRunner` (`make_episode_runner`) runs the compiled episode of one env bundle for every seed;
+`evaluate_policy` turns its episodes into the numbers above; `evaluate_run` does both for a saved run. The
+trainer's periodic evaluation is `train.loop.TrainingEvaluator`.
 """
 
 from __future__ import annotations
@@ -25,10 +29,17 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
 
 import trading_jax
 from trading_jax.metrics import periods_per_year
-from train.networks import apply_eval
+from trading_jax.rollout import reset_row
+from train.checkpoint import load_checkpoint
+from train.config import default_config, load_config
+from train.data import build_eval_bundle, build_setup, load_features
+from train.networks import apply_eval, make_network
 
 EPISODE_KEYS = ("reward", "done", "terminated", "portfolio_value", "position_size", "price", "action_kind", "action")
 
@@ -38,7 +49,7 @@ def eval_key(seed: int, iteration: int):
     return jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(seed), 0x5EED), iteration)
 
 
-def make_episode_fn(env, network, num_steps: int):
+def _deterministic_episode(env, network, num_steps: int):
     """Pure `fn(params, batch_stats, env_params, key) -> rows` of one deterministic episode.
 
     `rows[k]` are `[num_steps + 1]` arrays (row 0 is the reset row), plus `valid [num_steps + 1]` (False
@@ -48,18 +59,9 @@ def make_episode_fn(env, network, num_steps: int):
     def run(params, batch_stats, env_params, key):
         k_reset, k_run = jax.random.split(key)
         obs, state = env.reset(k_reset, env_params)
-        first = env.describe(state, env_params)
-        first = {
-            "reward": jnp.zeros((), jnp.float32),
-            "done": jnp.zeros((), bool),
-            "terminated": jnp.zeros((), bool),
-            "portfolio_value": first["portfolio_value"],
-            "position_size": first["position_size"],
-            "price": first["price"],
-            "action_kind": jnp.zeros((), jnp.int32),
-            "action": jnp.full((), -1, jnp.int32),
-            "valid": jnp.ones((), bool),
-        }
+        first = reset_row(env, state, env_params)
+        first = {k: first[k] for k in EPISODE_KEYS}
+        first["valid"] = jnp.ones((), bool)
 
         def _step(carry, key):
             obs, state, alive = carry
@@ -101,7 +103,7 @@ def make_episode_runner(bundle, network) -> EpisodeRunner:
     """The seed-vmapped jitted episode of `bundle`, cached on the bundle per network architecture."""
     key = ("episode", network.num_actions, network.hidden_size, network.num_layers, network.dropout)
     if key not in bundle.cache:
-        fn = make_episode_fn(bundle.env, network, bundle.num_steps)
+        fn = _deterministic_episode(bundle.env, network, bundle.num_steps)
         bundle.cache[key] = jax.jit(jax.vmap(fn, in_axes=(0, 0, None, 0)))
     return EpisodeRunner(bundle, bundle.cache[key])
 
@@ -170,13 +172,6 @@ def _policy_from_checkpoint(ckpt) -> tuple[dict, dict]:
 
 def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
     """Evaluate a saved run (see USAGE). Returns `{span: [per-seed summary, ...]}`."""
-    from omegaconf import OmegaConf
-
-    from train.checkpoint import load_checkpoint
-    from train.config import default_config, load_config
-    from train.data import build_eval_bundle, build_setup, load_features
-    from train.networks import make_network
-
     data_path, out_dir, seed_index, overrides = None, None, None, []
     for arg in args:
         key, _, value = arg.partition("=")
@@ -204,10 +199,10 @@ def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
         bundles = {"train": setup.train_eval} if setup.test is None else {"test": setup.test, "train": setup.train_eval}
     first = next(iter(bundles.values()))
     obs_dim = int(first.env.observation_shape[0])
-    kernel = params["BatchNormMLP_0"]["TorchDense_0"]["kernel"]
-    if kernel.shape[-2] != obs_dim:
+    trained_obs_dim = ckpt["meta"].get("obs_dim")
+    if trained_obs_dim is not None and int(trained_obs_dim) != obs_dim:
         raise ValueError(
-            f"the policy was trained on {kernel.shape[-2]} inputs but this data gives {obs_dim}: use the run's "
+            f"the policy was trained on {trained_obs_dim} inputs but this data gives {obs_dim}: use the run's "
             "time_frames, window_sizes and features"
         )
     network = make_network(cfg, int(first.env.num_actions))
@@ -237,9 +232,6 @@ def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
 
 
 def _print_table(results: dict, ckpt: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"Deterministic evaluation, checkpoint iteration {ckpt['iteration']}")
     table.add_column("span")
     table.add_column("seed", justify="right")
