@@ -14,14 +14,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
-from golden_cases import CASES
-from replay import MONEY, expected, expected_obs, money_error, replay
 
+from tests.support.golden_cases import CASES
+from tests.support.paths import REPO_ROOT
+from tests.support.replay import MONEY, expected, expected_obs, money_error, replay
 from trading_jax.env import ActionKind
 
 STRICT = os.environ.get("TRADING_JAX_STRICT_BITS") == "1"
@@ -89,6 +89,6 @@ def test_bit_for_bit_without_fma():
     env = dict(os.environ, XLA_FLAGS="--xla_cpu_max_isa=AVX", TRADING_JAX_STRICT_BITS="1", JAX_PLATFORMS="cpu")
     test = f"{__file__}::test_golden_x64"
     cmd = [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", test]
-    out = subprocess.run(cmd, env=env, cwd=Path(__file__).parent.parent, capture_output=True, text=True)
+    out = subprocess.run(cmd, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert f"{len(CASES)} passed" in out.stdout

@@ -71,6 +71,18 @@ def wild_frame(seed: int, vol: float, gap_p: float, wick_p: float, *, num_bars: 
     return minute_frame([bars[k][3] for k in range(num_bars)], bars=bars, drop=drop)
 
 
+def make_ohlcv(n: int = 120, start: str = "2024-01-01", freq: str = "1min", seed: int = 0) -> pd.DataFrame:
+    """A valid random-walk OHLCV frame with a ``timestamp`` column: ``[n, 6]``."""
+    rng = np.random.default_rng(seed)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    open_ = np.concatenate([[100.0], close[:-1]])[:n]
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 1e-3, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 1e-3, n))
+    vol = rng.uniform(1, 10, n)
+    ts = pd.date_range(start, periods=n, freq=freq)
+    return pd.DataFrame({"timestamp": ts, "open": open_, "high": high, "low": low, "close": close, "volume": vol})
+
+
 def make(frame, **overrides):
     """`(env, params)` for a frame with the §9 defaults (1Min, window 2, fixed start, cash 1000)."""
     reward_fn = overrides.pop("reward_fn", None)
@@ -161,6 +173,11 @@ def run_script(env, params, actions, slips=None, *, state=None):
         obs=np.asarray(env.get_obs(state, params)), bar=int(state.bar),
     )
     return reset, rows
+
+
+def close_enough(got, want, rel=1e-12) -> bool:
+    """`got` within `rel` of `want`, relative to max(|want|, the default cash 1000)."""
+    return abs(float(got) - want) <= rel * max(abs(want), BASE["initial_cash"])
 
 
 def level_index(env, level: float) -> int:

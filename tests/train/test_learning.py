@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from train_synth import episode_log_return, oracle_actions, sine_frame
 
+from tests.support.train_synth import episode_log_return, oracle_actions, sine_frame
 from train.config import load_config
 from train.data import build_setup
 from train.ppo import train

@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import pytest
-from train_synth import sine_frame
 
-from train.logging import read_metrics
+from tests.support.paths import REPO_ROOT
+from tests.support.train_synth import sine_frame
+from train.loggers import read_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 
 
 @pytest.mark.slow

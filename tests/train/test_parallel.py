@@ -1,8 +1,8 @@
 """Scale-out (issue 6): data-parallel PPO over a device mesh, seeds over devices, two processes.
 
-Device counts are fixed when JAX starts, so the multi-device checks run `tests/parallel_worker.py` in fresh
-interpreters with `XLA_FLAGS=--xla_force_host_platform_device_count=4` (fake CPU devices) and assert on the
-JSON it writes. The two-process check runs two `jax.distributed` processes on localhost with gloo.
+Device counts are fixed when JAX starts, so the multi-device checks run `tests.support.parallel_worker` in
+fresh interpreters with `XLA_FLAGS=--xla_force_host_platform_device_count=4` (fake CPU devices) and assert on
+the JSON it writes. The two-process check runs two `jax.distributed` processes on localhost with gloo.
 
 Equivalence tolerance (float32 reduction order). Sharding does not change the maths of the program, only how
 its batch sums are associated: per-device partial sums, then an all-reduce, for the loss, the gradients and
@@ -29,16 +29,17 @@ import time
 import jax
 import numpy as np
 import pytest
-from train_synth import sine_frame
 
+from tests.support.paths import REPO_ROOT
+from tests.support.train_synth import sine_frame
 from train import parallel
 from train.checkpoint import save_checkpoint
 from train.config import ConfigError, load_config, to_yaml, valid_keys
-from train.logging import read_metrics
+from train.loggers import read_metrics
 from train.ppo import config_from_argv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKER = os.path.join(ROOT, "tests", "parallel_worker.py")
+ROOT = str(REPO_ROOT)
+WORKER_MODULE = "tests.support.parallel_worker"  # run with cwd=ROOT, where the `tests` package is importable
 
 PARAMS_ATOL = 1e-4  # float32 reduction order, amplified by Adam in zero-gradient directions (see module doc)
 BATCH_STATS_ATOL = 1e-4
@@ -53,7 +54,6 @@ def _env(devices: int) -> dict:
         XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         JAX_PLATFORMS="cpu",
         WANDB_SILENT="true",
-        PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]),
     )
     return env
 
@@ -61,7 +61,7 @@ def _env(devices: int) -> dict:
 def _worker(mode: str, out, *args, devices: int = 4, timeout: int = 300) -> dict:
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, WORKER, mode, str(out), *map(str, args)],
+        [sys.executable, "-m", WORKER_MODULE, mode, str(out), *map(str, args)],
         cwd=ROOT,
         env=_env(devices),
         capture_output=True,
@@ -184,7 +184,8 @@ def test_two_processes_hold_identical_parameters(tmp_path):
     ]
     procs = [
         subprocess.Popen(
-            [sys.executable, WORKER, "process", str(tmp_path / f"process_{i}.json"), *args, f"parallel.process_id={i}"],
+            [sys.executable, "-m", WORKER_MODULE, "process", str(tmp_path / f"process_{i}.json"),
+             *args, f"parallel.process_id={i}"],  # fmt: skip
             cwd=ROOT,
             env=_env(1),
             stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""The JAX env (x64) against the independent NumPy oracle `tests/reference_env.py`, step by step.
+"""The JAX env (x64) against the independent NumPy oracle `tests/support/reference_env.py`, step by step.
 
 Hypothesis draws configs (spot and futures, L in {1, 2, 3, 5, 10, 25}, 2-6 unique levels in [-1, 1]
 including fractional ones, fees that pass validation, slippage, mmr, bankrupt_threshold including 0, cash
@@ -29,12 +29,12 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from env_testlib import runner, wild_frame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference_env import RefConfig, ReferenceEnv
 
 import trading_jax as tj
+from tests.support.env_testlib import runner, wild_frame
+from tests.support.reference_env import RefConfig, ReferenceEnv
 from trading_jax.env import ActionKind, TradingEnv
 
 NUM_BARS = 40  # execution bars of every generated frame

@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from env_testlib import make, minute_frame, run_script, wild_frame
 
 import trading_jax as tj
+from tests.support.env_testlib import make, minute_frame, run_script, wild_frame
 from trading_jax.rewards import BANKRUPT_REWARD, drawdown_penalty_reward, log_return_reward, reward_arity
 
 FRAME = wild_frame(7, 0.03, 0.2, 0.2, num_bars=30)

@@ -1,12 +1,13 @@
 """The notebooks are committed clean: valid nbformat, outputs cleared, and a first code cell tagged `parameters`
 that holds the budgets (nbmake executes them in `python -m pytest`; see pyproject.toml)."""
 
-from pathlib import Path
 
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+from tests.support.paths import REPO_ROOT
+
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_the_three_notebooks_exist():

@@ -9,11 +9,12 @@ from __future__ import annotations
 import gzip
 import json
 from functools import cache
-from pathlib import Path
 
 import pandas as pd
 
-GOLDEN = Path(__file__).parent / "golden"
+from tests.support.paths import REPO_ROOT
+
+GOLDEN = REPO_ROOT / "tests" / "golden"
 CASES: tuple[str, ...] = tuple(sorted(p.name[: -len(".json.gz")] for p in GOLDEN.glob("*.json.gz")))
 
 

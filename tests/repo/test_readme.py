@@ -46,7 +46,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
 README = ROOT / "README.md"
 MARKER = "<!-- checked -->"
 SHELL_LANGS = ("bash", "sh", "shell", "console")
@@ -58,7 +60,7 @@ TINY = {
         "env.num_envs=8", "collector.frames_per_batch=64", "collector.total_frames=128", "loss.mini_batch_size=32",
         "model.hidden_size=16", "model.num_layers=1", "logger.backend=none", "logger.progress=false",
         "logger.timing_interval=0", "logger.root_dir={tmp}/runs",
-        # evaluation is compiled and run by the train.evaluate check (and by tests/test_train_cli.py)
+        # evaluation is compiled and run by the train.evaluate check (and by tests/train/test_cli.py)
         "eval.enabled=false",
     ],
     "python -m train.evaluate": [],

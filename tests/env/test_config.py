@@ -9,9 +9,9 @@ import warnings
 
 import jax
 import pytest
-from env_testlib import minute_frame
 
 import trading_jax as tj
+from tests.support.env_testlib import minute_frame
 
 FRAME = minute_frame([100, 101, 102, 103, 104])
 MARKET = dict(time_frames="1Min", execute_on="1Min", window_sizes=2)

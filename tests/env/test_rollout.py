@@ -8,9 +8,9 @@ import chex
 import jax
 import numpy as np
 import pytest
-from env_testlib import make, wild_frame
 
 import trading_jax as tj
+from tests.support.env_testlib import make, wild_frame
 from trading_jax.env import ActionKind
 
 NUM_ENVS, NUM_STEPS, MAX_LEN = 4, 30, 6

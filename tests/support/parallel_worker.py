@@ -1,9 +1,9 @@
-"""Subprocess side of tests/test_train_parallel.py (device counts are fixed when JAX starts, so each check
+"""Subprocess side of tests/train/test_parallel.py (device counts are fixed when JAX starts, so each check
 runs in a fresh interpreter with `XLA_FLAGS=--xla_force_host_platform_device_count=N`).
 
-    python tests/parallel_worker.py devices OUT.json            # 1 vs 1-device mesh vs 4 devices, envs sharded
-    python tests/parallel_worker.py seeds OUT.json RUN_ROOT     # num_seeds=4 over 4 devices via train(), resume
-    python tests/parallel_worker.py process OUT.json ARGS...    # one process of a jax.distributed run
+    python -m tests.support.parallel_worker devices OUT.json            # 1 vs 1-device mesh vs 4 devices, envs sharded
+    python -m tests.support.parallel_worker seeds OUT.json RUN_ROOT     # num_seeds=4 over 4 devices via train(), resume
+    python -m tests.support.parallel_worker process OUT.json ARGS...    # one process of a jax.distributed run
 
 Each mode writes its measurements as JSON; the test asserts on them.
 """
@@ -14,9 +14,6 @@ import hashlib
 import json
 import os
 import sys
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 # A tiny trainer: 8 lanes x 8 steps = 64 frames per iteration, 2 epochs x 4 minibatches of 16.
 TINY = [
@@ -134,8 +131,8 @@ def mode_devices(out_path: str) -> None:
     import jax
     import numpy as np
     from jax.sharding import Mesh
-    from train_synth import sine_frame
 
+    from tests.support.train_synth import sine_frame
     from train.config import ConfigError, load_config
     from train.data import build_setup
     from train.ppo import make_train
@@ -171,8 +168,8 @@ def mode_devices(out_path: str) -> None:
 def mode_seeds(out_path: str, root: str) -> None:
     import jax
     import numpy as np
-    from train_synth import sine_frame
 
+    from tests.support.train_synth import sine_frame
     from train.config import load_config
     from train.data import build_setup
     from train.parallel import make_mesh

@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from env_testlib import broadcast_state, make, minute_frame, wild_frame
 
 import trading_jax as tj
+from tests.support.env_testlib import broadcast_state, make, minute_frame, wild_frame
 from trading_jax.env import ActionKind
 
 NUM_ENVS = 4

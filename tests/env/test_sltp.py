@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from env_testlib import kinds, make, minute_frame, params_for, run_script
+
+from tests.support.env_testlib import kinds, make, minute_frame, params_for, run_script
 
 HOLD, CLOSE, LONG, SHORT = 0, 1, 2, 3
 BRACKETS = dict(sltp=True, stoploss_levels=(-0.02,), takeprofit_levels=(0.03,), include_close_action=True,
@@ -20,10 +21,7 @@ BRACKETS = dict(sltp=True, stoploss_levels=(-0.02,), takeprofit_levels=(0.03,), 
 CASH = 1000.0
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def bracket_env(closes, bars=None, **cfg):

@@ -1,4 +1,4 @@
-"""The NumPy oracle (tests/reference_env.py) against every golden trace, plus its own reset/draw rules.
+"""The NumPy oracle (tests/support/reference_env.py) against every golden trace, plus its own reset/draw rules.
 
 Golden tolerances are those of tests/golden/README.md; the oracle is in fact bit-exact on all 27 cases
 (checked by ``test_golden_bit_exact``).
@@ -13,8 +13,9 @@ from functools import cache
 
 import numpy as np
 import pytest
-from golden_cases import CASES, SLTP_CASES, load_csv, load_json
-from reference_env import RefConfig, ReferenceEnv, build_exec_bars
+
+from tests.support.golden_cases import CASES, SLTP_CASES, load_csv, load_json
+from tests.support.reference_env import RefConfig, ReferenceEnv, build_exec_bars
 
 MONEY = ("pv", "balance", "position_size", "entry_price", "close")
 BRACKETS = ("stop_loss", "take_profit")

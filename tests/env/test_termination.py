@@ -11,9 +11,9 @@ import math
 import jax
 import numpy as np
 import pytest
-from env_testlib import kinds, make, minute_frame, params_for, run_script
 
 import trading_jax as tj
+from tests.support.env_testlib import kinds, make, minute_frame, params_for, run_script
 
 LEVELS = (-1.0, 0.0, 1.0)
 SHORT, FLAT, LONG = 0, 1, 2
@@ -22,10 +22,7 @@ RALLY = [100, 105, 110, 118, 126, 130, 133, 135, 136, 138]
 RISE = [100 + 2 * k for k in range(10)]
 
 
-@pytest.fixture(autouse=True)
-def _x64():
-    with jax.enable_x64(True):
-        yield
+pytestmark = pytest.mark.usefixtures("x64")
 
 
 def env_for(closes, **cfg):

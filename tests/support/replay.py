@@ -8,10 +8,10 @@ import warnings
 import jax
 import jax.numpy as jnp
 import numpy as np
-from env_testlib import scan_transitions
-from golden_cases import GOLDEN, is_sltp, load_json
 
 import trading_jax as tj
+from tests.support.env_testlib import scan_transitions
+from tests.support.golden_cases import GOLDEN, is_sltp, load_json
 
 MONEY = ("pv", "balance", "position_size", "entry_price")
 # scan_transitions' field names -> the golden traces'

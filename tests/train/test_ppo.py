@@ -9,12 +9,12 @@ import os
 import jax
 import numpy as np
 import pytest
-from train_synth import sine_frame
 
+from tests.support.train_synth import sine_frame
 from train.checkpoint import latest_checkpoint, load_checkpoint, restore_state, save_checkpoint
 from train.config import load_config, to_yaml
 from train.data import build_setup
-from train.logging import read_metrics
+from train.loggers import read_metrics
 from train.ppo import TrainingDiverged, config_from_argv, make_train, train
 
 ITERS, EPOCHS, MINIBATCHES = 4, 2, 3

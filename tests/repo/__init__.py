@@ -1,0 +1,1 @@
+"""Whole-repository checks: README commands, clean notebooks, benchmarks, import layers."""

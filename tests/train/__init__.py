@@ -1,0 +1,1 @@
+"""Tests of the `train` package (the PPO trainer)."""
