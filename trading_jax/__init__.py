@@ -1,7 +1,12 @@
-"""trading_jax: a JAX-native trading environment with TorchTrade-equivalent semantics."""
+"""trading_jax: a JAX-native trading environment with TorchTrade-equivalent semantics.
+
+Section numbers (§n) and the numbered differences from TorchTrade (Qn) cited in this package refer to
+docs/semantics.md.
+"""
 
 from trading_jax.config import EnvConfig
 from trading_jax.env import TradingEnv, make
+from trading_jax.gymnax_env import GymnaxEnv
 from trading_jax.market import Market, MarketData, build_market, load_ohlcv
 from trading_jax.metrics import buy_and_hold, episode_metrics
 from trading_jax.plotting import render_history
@@ -13,6 +18,7 @@ __all__ = [
     "EnvConfig",
     "EnvParams",
     "EnvState",
+    "GymnaxEnv",
     "Market",
     "MarketData",
     "TradingEnv",

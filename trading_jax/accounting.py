@@ -1,4 +1,4 @@
-"""Pure money maths of one lane (spec §3.3–3.10), each formula once, in the evaluation order of §10.1.
+"""Pure money maths of one lane (docs/semantics.md §3.3–3.10), each formula once, in the evaluation order of §10.1.
 
 Every function works on scalars (one lane) and vectorises with `jax.vmap`. Arguments: `bal` free cash,
 `q` signed position size (base units), `e` entry price, `x`/`p` a fill or mark price, `L` leverage,

@@ -1,28 +1,43 @@
-"""`EnvConfig`: every setting of the reference env (spec §2.1, §1.2, §4), frozen and validated on the host."""
+"""`EnvConfig`: every setting of the reference env (docs/semantics.md §2.1, §1.2, §4), frozen and validated on
+the host, with strict types: a window is an int, a flag a bool, a level a real number; nothing is coerced."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from trading_jax.timeframes import normalize_window_sizes
 
 TRADE_MODES = ("fractional", "notional", "quantity")
+FLAGS = (
+    "random_start", "include_base_features", "sltp", "include_hold_action", "include_close_action",
+    "lock_position_until_sltp",
+)
 
 
-def _as_tuple(value, cast, field: str) -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        value = (value,)
-    try:
-        return tuple(cast(v) for v in value)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{field}: cannot read {value!r} as a list of {cast.__name__} ({err})") from None
+def _items(value) -> tuple:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        return (value,)
+    return tuple(value)
+
+
+def _as_numbers(value, field: str) -> tuple[float, ...]:
+    items = _items(value)
+    bad = [v for v in items if not _is_number(v)]
+    if bad:
+        raise ValueError(
+            f"{field}: cannot read {value!r} as a list of numbers: {bad[0]!r} is not a real number "
+            "(strings and booleans are not accepted)"
+        )
+    return tuple(float(v) for v in items)
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_range(field: str, value, lo: float, hi: float, *, lo_open=False, hi_open=False, hint=""):
@@ -39,7 +54,7 @@ def _check_range(field: str, value, lo: float, hi: float, *, lo_open=False, hi_o
 class EnvConfig:
     """Settings of one trading env. Hashable, so it can be a static argument of `jax.jit`.
 
-    Defaults are the reference's (spec §2.1). Sequences are normalised to tuples. Randomness does not
+    Defaults are the reference's (docs/semantics.md §2.1). Sequences are normalised to tuples. Randomness does not
     come from a `seed` field: every draw takes an explicit `jax.random` key.
     """
 
@@ -57,7 +72,7 @@ class EnvConfig:
     maintenance_margin_rate: float = 0.004
     margin_mode: str = "isolated"
     include_base_features: bool = False
-    # Bracket orders (spec §4). With sltp=True the action space is built from the levels below and
+    # Bracket orders (docs/semantics.md §4). With sltp=True the action space is built from the levels below and
     # action_levels plays no part in trading.
     sltp: bool = False
     stoploss_levels: tuple[float, ...] = (-0.025, -0.05, -0.1)
@@ -71,16 +86,21 @@ class EnvConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("time_frames", _as_tuple(self.time_frames, str, "time_frames"))
+        set_("time_frames", tuple(str(tf) for tf in _items(self.time_frames)))
         if not self.time_frames:
             raise ValueError("time_frames is empty: give at least one timeframe, e.g. ('1Hour',)")
-        windows = _as_tuple(self.window_sizes, int, "window_sizes")
+        windows = _items(self.window_sizes)
         if len(windows) == 1:
             windows = windows * len(self.time_frames)
-        set_("window_sizes", windows)
-        set_("action_levels", _as_tuple(self.action_levels, float, "action_levels"))
-        set_("stoploss_levels", _as_tuple(self.stoploss_levels, float, "stoploss_levels"))
-        set_("takeprofit_levels", _as_tuple(self.takeprofit_levels, float, "takeprofit_levels"))
+        set_("window_sizes", normalize_window_sizes(windows, self.time_frames))  # ints >= 1: 2.7, True raise
+        for name in FLAGS:
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {value!r}")
+            set_(name, bool(value))
+        set_("action_levels", _as_numbers(self.action_levels, "action_levels"))
+        set_("stoploss_levels", _as_numbers(self.stoploss_levels, "stoploss_levels"))
+        set_("takeprofit_levels", _as_numbers(self.takeprofit_levels, "takeprofit_levels"))
         if isinstance(self.initial_cash, Sequence) and not isinstance(self.initial_cash, str):
             set_("initial_cash", tuple(self.initial_cash))
         if isinstance(self.trade_mode, str):
@@ -91,11 +111,9 @@ class EnvConfig:
 
     # ------------------------------------------------------------------ validation
     def _validate(self):
-        normalize_window_sizes(self.window_sizes, self.time_frames)
         self._validate_cash()
-        if self.max_traj_length is not None and (
-            not isinstance(self.max_traj_length, numbers.Integral) or self.max_traj_length < 1
-        ):
+        m = self.max_traj_length
+        if m is not None and (not isinstance(m, numbers.Integral) or isinstance(m, (bool, np.bool_)) or m < 1):
             raise ValueError(
                 f"max_traj_length must be a positive int or None, got {self.max_traj_length!r}"
             )
@@ -165,7 +183,7 @@ class EnvConfig:
                 )
 
     def _validate_fee_fits_maintenance(self):
-        """The fee must fit inside the maintenance buffer (spec §2.1).
+        """The fee must fit inside the maintenance buffer (docs/semantics.md §2.1).
 
         Differs from TorchTrade: checked for every config, bracket mode included, with the directions it
         really allows (Q30).
@@ -210,3 +228,17 @@ class EnvConfig:
 
     def replace(self, **changes) -> EnvConfig:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_torchtrade(cls, config: Mapping | object) -> EnvConfig:
+        """An `EnvConfig` from a TorchTrade `SequentialTradingEnvConfig` / `SequentialTradingEnvSLTPConfig`
+        (or their vectorized twins): the dataclass itself or a dict of its fields.
+
+        Same-named fields carry over; `margin_mode` (or `margin_type`) may be TorchTrade's `MarginMode`; the
+        SLTP class, or any SLTP-only field (`stoploss_levels`, ...), gives `sltp=True`. `symbol`, `seed` and
+        `num_envs` have no meaning here: each is dropped with a `UserWarning` that says what to do instead.
+        An unknown key raises `ValueError` with the closest known key.
+        """
+        from trading_jax.torchtrade_config import envconfig_kwargs
+
+        return cls(**envconfig_kwargs(config))

@@ -1,8 +1,14 @@
-"""`TradingEnv`: the pure-JAX counterpart of TorchTrade's `SequentialTradingEnv` (spec §2–§4).
+"""`TradingEnv`: the pure-JAX counterpart of TorchTrade's `SequentialTradingEnv` (docs/semantics.md §2–§4).
 
 gymnax-style: `reset(key, params)` and `step(key, state, action, params)` act on ONE lane and are
-`jax.vmap`-ed for many. `step` auto-resets; `step_env` does not; `transition` is the lowest level and
-takes the slippage multiplier as an input (tests inject the golden `slippage_u` there).
+`jax.vmap`-ed for many; `default_params` (a property), `action_space(params)`, `observation_space(params)`,
+`name` and `num_actions` complete gymnax's `Environment` interface. `step` returns
+`(obs, state, reward, done, info)` (gymnax before 1.0, PureJaxRL); `trading_jax.GymnaxEnv` gives gymnax 1.x's
+six-value step. `step` auto-resets; `step_env` does not; `transition` is the lowest level and takes the
+slippage multiplier as an input (tests inject the golden `slippage_u` there).
+
+Action indices outside `[0, num_actions - 1]` are clipped into it (-1 -> 0, 100 -> the last action,
+docs/semantics.md §3.3).
 
 Shapes: `obs` is `[obs_dim]` float32 with `obs_dim = sum_k window_k * features_k + 6`; under vmap every
 leaf gains a leading `[num_envs]` axis.
@@ -15,15 +21,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from trading_jax import accounting as acc
-from trading_jax import rebalance, sltp
+from trading_jax import rebalance, sltp, spaces
 from trading_jax.config import EnvConfig
 from trading_jax.market import Market, build_market
+from trading_jax.money_range import check_money_range
 from trading_jax.rewards import log_return_reward, reward_arity
 from trading_jax.sltp import bracket_action_map
 from trading_jax.timeframes import parse_timeframe
-from trading_jax.types import ACCOUNT_FEATURES, ActionKind, BracketSide, EnvParams, EnvState
+from trading_jax.types import ACCOUNT_FEATURES, ActionKind, BracketSide, EnvParams, EnvState, ParamsLayout
 from trading_jax.xla_cpu import compute_once, random_words, uniform_int, unit_float
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "BracketSide",
     "EnvParams",
     "EnvState",
+    "ParamsLayout",
     "TradingEnv",
     "bracket_action_map",
     "make",
@@ -57,11 +66,43 @@ class TradingEnv:
         self.num_actions = len(self.action_map) if config.sltp else len(config.action_levels)
         market_dim = sum(w * f for w, f in zip(self.window_sizes, self.feature_sizes, strict=True))
         self.observation_shape = (market_dim + len(ACCOUNT_FEATURES),)
+        self.layout = ParamsLayout(self.window_sizes, self.feature_sizes, bool(config.sltp))
+        ohlc = np.asarray(market.data.ohlc)
+        self._price_range = (float(ohlc.min()), float(ohlc.max())) if ohlc.size else (1.0, 1.0)
+        if not config.sltp and config.leverage == 1 and any(a < 0 for a in config.action_levels):
+            # TorchTrade's scalar env warns here too (its text: "Negative action_levels provided with leverage=1")
+            warnings.warn(
+                f"Negative action_levels {tuple(a for a in config.action_levels if a < 0)} with leverage=1: "
+                "short positions are not possible in spot mode, so negative levels act as 0 (flat). Remove "
+                "the negative levels or set leverage > 1 (docs/semantics.md §2.1, §3.3).",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    # ------------------------------------------------------------------ gymnax interface
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def action_space(self, params: EnvParams | None = None):
+        """`Discrete(num_actions)`: gymnax's class when gymnax is installed (see `trading_jax.spaces`)."""
+        return spaces.discrete(self.num_actions)
+
+    def observation_space(self, params: EnvParams | None = None):
+        """`Box(-inf, inf, observation_shape, float32)`: raw prices and features are unbounded."""
+        return spaces.box(-np.inf, np.inf, self.observation_shape, jnp.float32)
 
     # ------------------------------------------------------------------ params
+    @property
     def default_params(self) -> EnvParams:
+        """This config's params, in the money dtype of the moment (float64 under `jax_enable_x64`).
+
+        Raises `ValueError` when the prices or the cash leave that dtype's safe range
+        (`trading_jax.money_range`).
+        """
         cfg, dt = self.config, acc.money_dtype()
         lo, hi = cfg.cash_range
+        check_money_range(self._price_range, (lo, hi), cfg.leverage, dt)
         is_range = isinstance(cfg.initial_cash, tuple)
         if cfg.sltp:
             bracket_side, bracket_sl, bracket_tp = sltp.bracket_tables(self.action_map)
@@ -87,11 +128,23 @@ class TradingEnv:
             position_fraction=scalar(cfg.position_fraction),
             quantity_per_trade=scalar(cfg.quantity_per_trade),
             lock_position=jnp.asarray(cfg.lock_position_until_sltp),
+            layout=self.layout,
         )
+
+    def check_params(self, params: EnvParams) -> EnvParams:
+        """Host-side, at trace time: `params` must have been built for this env's layout (`ParamsLayout`)."""
+        if params.layout != self.layout:
+            raise ValueError(
+                f"params were built for {_describe(params.layout)}, but this env was built for "
+                f"{_describe(self.layout)}: use this env's own params (env.default_params, or the pair that "
+                "trading_jax.make returns)"
+            )
+        return params
 
     # ------------------------------------------------------------------ observation
     def get_obs(self, state: EnvState, params: EnvParams) -> jax.Array:
-        """Flat observation `[obs_dim]` float32 at `state.bar` (spec §1.8)."""
+        """Flat observation `[obs_dim]` float32 at `state.bar` (docs/semantics.md §1.8)."""
+        self.check_params(params)
         parts = []
         for k, w in enumerate(self.window_sizes):
             row = params.market.row_index[k][state.bar]
@@ -123,8 +176,8 @@ class TradingEnv:
 
     # ------------------------------------------------------------------ reset
     def reset_state(self, key: jax.Array, params: EnvParams) -> EnvState:
-        """A fresh episode (spec §2.3)."""
-        return self._reset_from_bits(random_words(key)[1:], params)
+        """A fresh episode (docs/semantics.md §2.3)."""
+        return self._reset_from_bits(random_words(key)[1:], self.check_params(params))
 
     def _reset_from_bits(self, bits: jax.Array, params: EnvParams) -> EnvState:
         """A fresh episode from two random uint32 words: index arithmetic only, cheap enough for the
@@ -152,7 +205,8 @@ class TradingEnv:
             peak_pv=cash, stop_loss=zero, take_profit=zero,
         )
 
-    def reset(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+    def reset(self, key: jax.Array, params: EnvParams | None = None) -> tuple[jax.Array, EnvState]:
+        params = self.default_params if params is None else params
         state = self.reset_state(key, params)
         return self.get_obs(state, params), state
 
@@ -160,7 +214,7 @@ class TradingEnv:
     # Each phase's outputs are computed once (`compute_once`); without these boundaries XLA:CPU would
     # re-derive the earlier phases inside every later kernel.
     def _rebalance_phases(self, state: EnvState, action, p, bar, params: EnvParams):
-        """Fractional levels (spec §3.3–3.10). Returns `(balance, position, entry, kind)`."""
+        """Fractional levels (docs/semantics.md §3.3–3.10). Returns `(balance, position, entry, kind)`."""
         once = lambda values: compute_once(values, state.bar)
         q_t, branch = once(rebalance.plan(state, action, p, params))
         bal = once(rebalance.close_first(state, branch, p, params))
@@ -168,7 +222,7 @@ class TradingEnv:
         return once(rebalance.liquidate(bal, q, e, kind, bar, params))
 
     def _bracket_phases(self, state: EnvState, action, p, bar, params: EnvParams):
-        """Bracket orders (spec §4). Returns `(balance, position, entry, stop_loss, take_profit, kind)`."""
+        """Bracket orders (docs/semantics.md §4). Returns `(balance, position, entry, stop_loss, take_profit, kind)`."""
         once = lambda values: compute_once(values, state.bar)
         bal = once(sltp.close_first(state, action, p, params))
         bal, size, kind, closes = once(sltp.open_order(state, action, p, bal, params, self.config.trade_mode))
@@ -179,11 +233,15 @@ class TradingEnv:
 
     # ------------------------------------------------------------------ step
     def transition(self, state: EnvState, action, slippage_u, params: EnvParams):
-        """One step without auto-reset, with the slippage multiplier `slippage_u` given (spec §3.2).
+        """One step without auto-reset, with the slippage multiplier `slippage_u` given (docs/semantics.md §3.2).
 
         Returns `(state, reward, terminated, truncated, kind)`. Stepping an exhausted episode returns the
-        exhaustion response (§3.11): same bar and account, reward 0, truncated.
+        exhaustion response (§3.11): same bar and account, reward 0, truncated. An action index outside
+        `[0, n - 1]` (n: the length of the params' action table) is clipped into it (§3.3).
         """
+        self.check_params(params)
+        table = params.bracket_side if self.config.sltp else params.action_levels
+        action = jnp.clip(jnp.asarray(action, jnp.int32), 0, table.shape[-1] - 1)
         dt = state.balance.dtype
         L, ohlc = params.leverage, params.market.ohlc
         nxt = jnp.minimum(state.bar + 1, ohlc.shape[0] - 1)
@@ -248,19 +306,21 @@ class TradingEnv:
         info.update(terminated=terminated, truncated=truncated, action_kind=kind)
         return new, reward, done, info
 
-    def step_env(self, key, state, action, params):
+    def step_env(self, key, state, action, params=None):
         """One step without auto-reset: `(obs, state, reward, done, info)`."""
+        params = self.default_params if params is None else params
         new, reward, done, info = self._step_state(random_words(key), state, action, params)
         obs = self.get_obs(new, params)
         info["final_observation"] = obs
         return obs, new, reward, done, info
 
-    def step(self, key, state, action, params):
+    def step(self, key, state, action, params=None):
         """One step with auto-reset: on `done` the returned obs/state start a new episode, while
         `info["final_observation"]` (and the account fields of `info`) describe the episode's last bar.
 
         The same key gives the same transition as `step_env`; its other two words draw the reset.
         """
+        params = self.default_params if params is None else params
         words = random_words(key)
         new, reward, done, info = self._step_state(words, state, action, params)
         state = _select(done, self._reset_from_bits(words[1:], params), new)
@@ -269,6 +329,10 @@ class TradingEnv:
         # observations of the same state slightly differently); it costs nothing when unused.
         info["final_observation"] = jnp.where(done, self.get_obs(new, params), obs)
         return obs, state, reward, done, info
+
+
+def _describe(layout: ParamsLayout) -> str:
+    return f"window_sizes={layout.window_sizes}, feature_sizes={layout.feature_sizes}, sltp={layout.sltp}"
 
 
 def _check_market_matches(market: Market, config: EnvConfig) -> None:
@@ -289,7 +353,8 @@ def make(data, config: EnvConfig | None = None, *, features=None, reward_fn=None
     """Build `(env, params)` from a `Market`, or from anything `load_ohlcv` accepts.
 
     `features` and `allow_missing` (only when `data` is not already a `Market`) go to `build_market`:
-    None (raw OHLCV + aux, the reference default), one callable, or one entry per timeframe (spec §1.4).
+    None (raw OHLCV + aux, the reference default), one callable, or one entry per timeframe
+    (docs/semantics.md §1.4).
     `reward_fn(old_pv, new_pv[, state])`: batched, see `trading_jax.rewards`.
     """
     config = EnvConfig() if config is None else config
@@ -317,4 +382,4 @@ def make(data, config: EnvConfig | None = None, *, features=None, reward_fn=None
             stacklevel=2,
         )
     env = TradingEnv(market, config, reward_fn)
-    return env, env.default_params()
+    return env, env.default_params

@@ -1,11 +1,11 @@
-"""Feature functions for :func:`trading_jax.market.build_market` (spec §1.4).
+"""Feature functions for :func:`trading_jax.market.build_market` (docs/semantics.md §1.4).
 
 A feature function receives one timeframe's resampled bars (index named ``timestamp`` holding the
 bar labels, columns ``open, high, low, close, volume, *aux``) and returns a frame with a
 ``timestamp`` column and ``features_*`` columns; only the ``features_*`` columns are kept, in order.
 
 * :func:`zscore_ohlcv` -- the PPO example's preprocessing, bit-exact with the reference: statistics
-  over ALL bars of the frame it is given, so they include future bars (spec Q8). Use it for parity.
+  over ALL bars of the frame it is given, so they include future bars (docs/semantics.md Q8). Use it for parity.
 * :func:`fit_zscore` -- the causal alternative: statistics frozen from the bars that close by
   ``fit_end``, returned as picklable, hashable callables that can be reused on a train market and on a
   test market built from a different slice of data.

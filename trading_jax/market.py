@@ -1,4 +1,4 @@
-"""The market tables: the execution timeline and the per-timeframe observation tables (spec §1.3–§1.6).
+"""The market tables: the execution timeline and the per-timeframe observation tables (docs/semantics.md §1.3–§1.6).
 
 Everything here runs once, on the host, with pandas + numpy; the raw bars come from
 :mod:`trading_jax.ohlcv`. The result is a :class:`Market` whose ``data`` field (:class:`MarketData`) is a
@@ -43,7 +43,7 @@ FeaturesArg = None | str | FeatureFn | Sequence[None | str | FeatureFn]
 
 
 def observation_key(tf: Timeframe, window: int) -> str:
-    """The observation key of one timeframe's window, ``market_data_{key}_{w}`` (spec §1.7)."""
+    """The observation key of one timeframe's window, ``market_data_{key}_{w}`` (docs/semantics.md §1.7)."""
     return f"market_data_{tf.key}_{window}"
 
 
@@ -55,7 +55,7 @@ class MarketData:
     """Device-side market tables (a pytree; lives in ``EnvParams``).
 
     Attributes:
-        ohlc: ``[T, 4]`` float32 execution bars (open, high, low, close), spec §1.5.
+        ohlc: ``[T, 4]`` float32 execution bars (open, high, low, close), docs/semantics.md §1.5.
         features: per timeframe k, ``[w_k + R_k, F_k]`` float32; the first ``w_k`` rows are zero (left
             padding), then the ``R_k`` feature rows in time order.
         row_index: per timeframe k, ``[T]`` int32: ``j`` = newest visible feature row at each execution
@@ -237,9 +237,6 @@ def _to_float32(frame: pd.DataFrame, tf: Timeframe, raw: bool) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------
 # build_market (§1.3-§1.6)
 # ------------------------------------------------------------------------------------------------
-# ------------------------------------------------------------------------------------------------
-# build_market (§1.3-§1.6)
-# ------------------------------------------------------------------------------------------------
 def build_market(
     frame_or_source: Any,
     time_frames: str | Timeframe | Sequence[str | Timeframe] = "1Hour",
@@ -258,7 +255,7 @@ def build_market(
         execute_on: the execution timeframe.
         features: ``None`` (raw OHLCV + aux columns, the reference default), a callable
             ``fn(frame) -> frame`` applied to every timeframe, a built-in name (``"zscore_ohlcv"``),
-            or a sequence with one entry (callable, name or None) per timeframe (spec §1.4).
+            or a sequence with one entry (callable, name or None) per timeframe (docs/semantics.md §1.4).
         allow_missing: forwarded to :func:`load_ohlcv`.
 
     Returns:
@@ -272,6 +269,7 @@ def build_market(
     tfs, ws, exec_tf = normalize_timeframes(time_frames, window_sizes, execute_on)
     fns = _normalize_features(features, tfs)
     frame = load_ohlcv(frame_or_source, allow_missing=allow_missing)
+    _check_float32_prices(frame[list(PRICE_COLUMNS)].to_numpy(np.float64))
     feat_frames, feat_arrays = _feature_tables(frame, tfs, exec_tf, fns)
     bars_kept, min_start_time = _execution_timeline(frame, tfs, ws, exec_tf, feat_frames)
     ohlc64 = bars_kept[list(PRICE_COLUMNS)].to_numpy(np.float64)
@@ -303,6 +301,18 @@ def build_market(
         exec_bars=exec_frame,
         min_start_time=min_start_time,
     )
+
+
+def _check_float32_prices(prices: np.ndarray) -> None:
+    """Bars are stored as float32 (§1.5): every price must be a normal float32 number."""
+    f32 = np.finfo(np.float32)
+    lo, hi = float(np.nanmin(prices)), float(np.nanmax(prices))
+    if lo < float(f32.tiny) or hi > float(f32.max):
+        raise ValueError(
+            f"prices range from {lo:.3g} to {hi:.3g}, outside float32's normal range "
+            f"[{f32.tiny:.3g}, {f32.max:.3g}]: bars are stored as float32 (docs/semantics.md §1.5). Rescale the "
+            "prices (e.g. quote them in another unit)."
+        )
 
 
 def _feature_tables(frame, tfs, exec_tf, fns) -> tuple[list[pd.DataFrame], list[np.ndarray]]:
@@ -353,7 +363,7 @@ def _execution_timeline(frame, tfs, ws, exec_tf, feat_frames) -> tuple[pd.DataFr
         warnings.warn(
             f"{n_gap} of {len(bars_kept)} execution bins ({exec_tf.key}) have no close (first at "
             f"{first_gap}); they become bars at the previous close (flat with volume 0 when the bin is "
-            "empty), and the agent steps through them (spec §1.5, Q14).",
+            "empty), and the agent steps through them (docs/semantics.md §1.5, Q14).",
             UserWarning,
             stacklevel=3,  # build_market's caller
         )

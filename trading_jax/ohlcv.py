@@ -1,4 +1,4 @@
-"""Raw OHLCV bars: loading, validation and resampling (spec §1.1, §1.3, §1.5).
+"""Raw OHLCV bars: loading, validation and resampling (docs/semantics.md §1.1, §1.3, §1.5).
 
 Everything here runs once, on the host, with pandas + numpy.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import os
 import warnings
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,22 +45,42 @@ _ALIASES = {
 # ------------------------------------------------------------------------------------------------
 # Reading and column names (§1.1)
 # ------------------------------------------------------------------------------------------------
-def _read_source(source: Any) -> pd.DataFrame:
-    if isinstance(source, pd.DataFrame):
-        return source.copy()
-    if isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        name = path.name.lower()
-        if not path.exists():
-            raise FileNotFoundError(f"OHLCV file not found: {str(path)!r}")
-        if name.endswith((".csv", ".csv.gz")):
-            return pd.read_csv(path)
-        if name.endswith((".parquet", ".pq")):
-            return pd.read_parquet(path)
+# What pandas / pyarrow raise on a file that is not what its name says: a bad or truncated gzip (OSError,
+# EOFError, zlib.error), binary or badly encoded text (UnicodeDecodeError, pandas' ParserError), a broken
+# Parquet file (pyarrow's ArrowInvalid, a ValueError).
+_UNREADABLE = (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError, ValueError)
+
+
+def _read_file(path: Path) -> pd.DataFrame:
+    """Read a .csv / .csv.gz / .parquet file; every failure is one error that names the file."""
+    name = path.name.lower()
+    if not path.exists():
+        raise FileNotFoundError(f"OHLCV file not found: {str(path)!r}")
+    if path.is_dir():
+        raise ValueError(f"OHLCV path {str(path)!r} is a directory; give a .csv, .csv.gz or .parquet file.")
+    if name.endswith((".csv", ".csv.gz")):
+        kind, read = "CSV" + (" (gzip)" if name.endswith(".gz") else ""), pd.read_csv
+    elif name.endswith((".parquet", ".pq")):
+        kind, read = "Parquet", pd.read_parquet
+    else:
         raise ValueError(
             f"Unsupported OHLCV file type {path.name!r}: use .csv, .csv.gz or .parquet, "
             "or load it yourself and pass a pandas DataFrame."
         )
+    try:
+        return read(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"OHLCV file {str(path)!r} is empty: it has no header and no rows.") from None
+    except _UNREADABLE as err:
+        reason = f"{type(err).__name__}: {err}".strip().rstrip(".")
+        raise ValueError(f"cannot read OHLCV file {str(path)!r} as {kind} ({reason}).") from None
+
+
+def _read_source(source: Any) -> pd.DataFrame:
+    if isinstance(source, pd.DataFrame):
+        return source.copy()
+    if isinstance(source, (str, os.PathLike)):
+        return _read_file(Path(source))
     raise ValueError(
         f"OHLCV source must be a pandas DataFrame or a path to a .csv/.csv.gz/.parquet file, got "
         f"{type(source).__name__}."
@@ -195,7 +216,7 @@ _VALUE_CHECKS = (
         lambda v, col: np.isnan(v[col]),
         "column {col!r} has a missing (NaN) value at {where} ({nan_total} missing OHLCV value(s) in total). "
         "Fill or drop those rows, or pass allow_missing=True to keep them with TorchTrade's semantics (the bin "
-        "drops out of the observation frames and the execution bar is filled from its close, spec §1.5).",
+        "drops out of the observation frames and the execution bar is filled from its close, docs/semantics.md §1.5).",
         skipped_if_missing_allowed=True,
     ),
     _Check(
@@ -259,7 +280,7 @@ def _check_unique_timestamps(ts: pd.DatetimeIndex) -> None:
 
 
 def load_ohlcv(source: Any, *, allow_missing: bool = False) -> pd.DataFrame:
-    """Load and validate OHLCV bars (spec §1.1).
+    """Load and validate OHLCV bars (docs/semantics.md §1.1).
 
     Args:
         source: a DataFrame (``timestamp`` as a column or as a DatetimeIndex) or a path to a
@@ -282,13 +303,19 @@ def load_ohlcv(source: Any, *, allow_missing: bool = False) -> pd.DataFrame:
             ``low > min(open, close)``), duplicate timestamps, or no rows. Each message names
             the column and the (0-based, input-order) row with its timestamp.
     """
-    df = _normalize_columns(_read_source(source))
-    if len(df) == 0:
-        raise ValueError("OHLCV data has no rows; provide at least one bar.")
-    ts = _parse_timestamps(df["timestamp"].reset_index(drop=True))
-    values = _numeric_values(df, ts)
-    _check_values(values, ts, allow_missing)
-    _check_unique_timestamps(ts)
+    df = _read_source(source)
+    try:
+        df = _normalize_columns(df)
+        if len(df) == 0:
+            raise ValueError("OHLCV data has no rows; provide at least one bar.")
+        ts = _parse_timestamps(df["timestamp"].reset_index(drop=True))
+        values = _numeric_values(df, ts)
+        _check_values(values, ts, allow_missing)
+        _check_unique_timestamps(ts)
+    except ValueError as err:
+        if isinstance(source, (str, os.PathLike)):  # name the file in the one-line message
+            raise ValueError(f"{os.fspath(source)}: {err}") from None
+        raise
 
     aux = [col for col in df.columns if col not in REQUIRED_COLUMNS]
     out = pd.DataFrame(values, index=ts)
@@ -302,7 +329,7 @@ def load_ohlcv(source: Any, *, allow_missing: bool = False) -> pd.DataFrame:
 # Resampling (§1.3) and execution bars (§1.5)
 # ------------------------------------------------------------------------------------------------
 def resample_bars(frame: pd.DataFrame, tf: Timeframe, execute_on: Timeframe) -> pd.DataFrame:
-    """One observation timeframe's bars, exactly as a feature function receives them (spec §1.3).
+    """One observation timeframe's bars, exactly as a feature function receives them (docs/semantics.md §1.3).
 
     ``frame`` is a validated frame from :func:`load_ohlcv`. Bins (left-closed, start-labelled,
     anchored at midnight of the first day) are aggregated open=first, high=max, low=min, close=last,
@@ -333,7 +360,7 @@ def resample_bars(frame: pd.DataFrame, tf: Timeframe, execute_on: Timeframe) -> 
 
 
 def execution_bars(frame: pd.DataFrame, execute_on: Timeframe) -> pd.DataFrame:
-    """Execution bars over the FULL ``execute_on`` grid, empty bins included (spec §1.5), float64.
+    """Execution bars over the FULL ``execute_on`` grid, empty bins included (docs/semantics.md §1.5), float64.
 
     Per bin: OHLCV aggregated as in :func:`resample_bars` (aux ignored); ``close`` forward-filled down
     the grid; each missing open/high/low taken from that close; ``high = max(high, open)``,

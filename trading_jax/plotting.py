@@ -1,6 +1,8 @@
-"""`render_history`: the reference's three-panel history plot (spec §6.5).
+"""`render_history`: the reference's three-panel history plot (docs/semantics.md §6.5).
 
-Differs from TorchTrade: agent closes ("flat") and partial closes are marked as closes (Q21).
+Differs from TorchTrade: agent closes ("flat") and partial closes are marked as closes (docs/semantics.md
+Q21); the x axis shows the bars' dates when the history carries them (`lane_history(..., times=...)` or
+`times=`), and the money axes name the quote currency only when it is given (no hard-coded "USD").
 """
 
 from __future__ import annotations
@@ -16,12 +18,34 @@ _EXITS = (
 )
 
 
-def render_history(history, leverage: float = 1.0, allows_short: bool | None = None, title: str | None = None):
+def _x_axis(history, times, n: int):
+    """The x values and label: the bar times (tz-naive UTC) when known, else the step index."""
+    times = history.get("time") if times is None else times
+    if times is None:
+        return np.arange(n), "Step"
+    times = np.asarray(times, "datetime64[ns]")
+    if times.shape != (n,):
+        raise ValueError(f"times must hold one timestamp per history row ({n}), got shape {times.shape}")
+    return times, "Time (UTC)"
+
+
+def render_history(
+    history,
+    leverage: float = 1.0,
+    allows_short: bool | None = None,
+    title: str | None = None,
+    *,
+    times=None,
+    quote_currency: str | None = None,
+):
     """Draw one lane's episode: price with trade markers, portfolio value vs buy-and-hold, exposure.
 
     `history`: dict of 1-D arrays `price, portfolio_value, position_size, action_kind` with the reset row
-    first (e.g. `trading_jax.lane_history(traj, lane)`). Returns a matplotlib `Figure`.
+    first (e.g. `trading_jax.lane_history(traj, lane)`), and optionally `time`. `times`: one timestamp per
+    row (default `history["time"]`; without either the x axis is the step index). `title` heads the figure;
+    `quote_currency` (e.g. "USDT") labels the price and value axes. Returns a matplotlib `Figure`.
     """
+    from matplotlib import dates
     from matplotlib.figure import Figure  # no pyplot: no global figure registry, works headless
 
     price = np.asarray(history["price"], np.float64)
@@ -30,11 +54,14 @@ def render_history(history, leverage: float = 1.0, allows_short: bool | None = N
     kind = np.asarray(history["action_kind"], np.int64)
     if allows_short is None:
         allows_short = bool(np.any(position < 0)) or bool(np.any(kind == ActionKind.SHORT))
-    x = np.arange(len(price))
+    x, x_label = _x_axis(history, times, len(price))
     prev_side = np.sign(np.concatenate([[0.0], position[:-1]]))
+    unit = f" ({quote_currency})" if quote_currency else ""
 
     fig = Figure(figsize=(12, 10))
     ax_price, ax_value, ax_exp = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2, 1]})
+    if title:
+        fig.suptitle(title)
     ax_price.plot(x, price, color="tab:blue", lw=1, label="Price")
     exits = np.isin(kind, _EXITS)
     if allows_short:
@@ -44,14 +71,14 @@ def render_history(history, leverage: float = 1.0, allows_short: bool | None = N
             (exits & (prev_side > 0), "v", "orange", "Long Close"),
             (exits & (prev_side < 0), "^", "cyan", "Short Close"),
         ]
-        ax_price.set_title(title or "Price History with Long/Short Actions")
+        ax_price.set_title("Price History with Long/Short Actions")
     else:
         marks = [
             (np.isin(kind, (ActionKind.BUY, ActionKind.LONG)), "^", "green", "Buy"),
             (np.isin(kind, (ActionKind.SELL, ActionKind.SHORT)), "v", "red", "Sell"),
             (exits, "v", "orange", "Position Close"),
         ]
-        ax_price.set_title(title or "Price History with Buy/Sell Actions")
+        ax_price.set_title("Price History with Buy/Sell Actions")
     # Which exit it was: bracket exits and liquidations also get a marker of their own.
     marks += [
         (kind == ActionKind.SLTP_SL, "x", "black", "Stop-Loss Exit"),
@@ -61,7 +88,7 @@ def render_history(history, leverage: float = 1.0, allows_short: bool | None = N
     for mask, marker, color, label in marks:
         if mask.any():
             ax_price.scatter(x[mask], price[mask], marker=marker, color=color, s=60, label=label, zorder=3)
-    ax_price.set_ylabel("Price (USD)")
+    ax_price.set_ylabel(f"Price{unit}")
     ax_price.legend(loc="best")
     ax_price.grid(alpha=0.3)
 
@@ -70,7 +97,7 @@ def render_history(history, leverage: float = 1.0, allows_short: bool | None = N
         bh = buy_and_hold(price, value[0], leverage)
         ax_value.plot(x, bh, color="purple", ls="--", lw=1.2, label=f"Buy and Hold ({leverage:g}x)")
     ax_value.set_title("Portfolio Value vs Buy and Hold")
-    ax_value.set_ylabel("Portfolio Value (USD)")
+    ax_value.set_ylabel(f"Portfolio Value{unit}")
     ax_value.legend(loc="best")
     ax_value.grid(alpha=0.3)
 
@@ -82,7 +109,11 @@ def render_history(history, leverage: float = 1.0, allows_short: bool | None = N
     ax_exp.axhline(0, color="grey", lw=0.8)
     ax_exp.set_title("Exposure History")
     ax_exp.set_ylabel("Exposure (%)")
-    ax_exp.set_xlabel("Time (Index)")
+    ax_exp.set_xlabel(x_label)
     ax_exp.grid(alpha=0.3)
+    if x.dtype.kind == "M":
+        locator = dates.AutoDateLocator()
+        ax_exp.xaxis.set_major_locator(locator)
+        ax_exp.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator))
     fig.tight_layout()
     return fig

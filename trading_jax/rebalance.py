@@ -1,4 +1,4 @@
-"""The rebalance decision tree of fractional action levels, and liquidation (spec §3.3–3.10).
+"""The rebalance decision tree of fractional action levels, and liquidation (docs/semantics.md §3.3–3.10).
 
 One step's trade is three phases: `plan` (target size and branch of the tree), `close_first` (the close
 that a close or a direction switch books before anything else) and `resize` (open, increase or decrease).

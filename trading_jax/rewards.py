@@ -1,4 +1,4 @@
-"""Batched reward functions `fn(old_pv, new_pv)` or `fn(old_pv, new_pv, state)` (spec §3.12).
+"""Batched reward functions `fn(old_pv, new_pv)` or `fn(old_pv, new_pv, state)` (docs/semantics.md §3.12).
 
 A reward function maps arrays of any shape (one lane, or `[num_envs]`) to an array of the same shape. The
 optional third argument is the post-step `EnvState` (e.g. `state.peak_pv`, `state.initial_pv`,

@@ -68,9 +68,16 @@ def rollout(key, env, params, policy_fn, num_envs: int, num_steps: int, return_o
     return state_out, traj
 
 
-def lane_history(traj, lane: int = 0) -> dict[str, np.ndarray]:
-    """One lane's first episode from a `rollout` trajectory, reset row included, as NumPy arrays."""
+def lane_history(traj, lane: int = 0, times=None) -> dict[str, np.ndarray]:
+    """One lane's first episode from a `rollout` trajectory, reset row included, as NumPy arrays.
+
+    `times`: the execution bars' timestamps (`env.market.exec_times`); given, the history gains `time`, each
+    row's bar time, which `render_history` puts on its x axis.
+    """
     done = np.asarray(traj["done"][:, lane])
     ends = np.flatnonzero(done[1:])
     stop = (ends[0] + 2) if len(ends) else len(done)
-    return {k: np.asarray(v[:stop, lane]) for k, v in traj.items() if k != "obs"}
+    history = {k: np.asarray(v[:stop, lane]) for k, v in traj.items() if k != "obs"}
+    if times is not None:
+        history["time"] = np.asarray(times, "datetime64[ns]")[history["bar"]]
+    return history

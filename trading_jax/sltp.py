@@ -1,4 +1,4 @@
-"""Bracket orders (stop-loss / take-profit): the action map, bracket trades and exits (spec §4).
+"""Bracket orders (stop-loss / take-profit): the action map, bracket trades and exits (docs/semantics.md §4).
 
 A bracket step is five phases, which `TradingEnv.transition` runs in this order: `close_first` (an agent
 close, or the close a flip books first), `open_order` (size and book the new position), `place` (the new
@@ -18,7 +18,7 @@ _SIDES = {"hold": BracketSide.HOLD, "close": BracketSide.CLOSE, "long": BracketS
 
 
 def bracket_action_map(config: EnvConfig) -> list[tuple[str, float, float]]:
-    """The bracket action map of spec §4.1: `[(side, sl, tp), ...]` in index order."""
+    """The bracket action map of docs/semantics.md §4.1: `[(side, sl, tp), ...]` in index order."""
     actions = []
     if config.include_hold_action:
         actions.append(("hold", 0.0, 0.0))

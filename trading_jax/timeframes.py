@@ -1,4 +1,4 @@
-"""Timeframes: parsing ``"5Min"`` / ``"1Hour"`` / ``"1D"``, durations and pandas frequencies (spec §1.2).
+"""Timeframes: parsing ``"5Min"`` / ``"1Hour"`` / ``"1D"``, durations and pandas frequencies (docs/semantics.md §1.2).
 
 A :class:`Timeframe` is ``(value, unit)`` with ``unit`` one of ``"Minute"``, ``"Hour"``, ``"Day"``.
 
@@ -180,7 +180,7 @@ def normalize_timeframes(
     window_sizes: int | Sequence[int],
     execute_on: str | Timeframe,
 ) -> tuple[tuple[Timeframe, ...], tuple[int, ...], Timeframe]:
-    """Validate and normalise the (time_frames, window_sizes, execute_on) triple (spec §1.2).
+    """Validate and normalise the (time_frames, window_sizes, execute_on) triple (docs/semantics.md §1.2).
 
     ``time_frames`` may be one timeframe or a sequence; ``window_sizes`` an int (broadcast) or a
     sequence of the same length. Returns ``(tuple of Timeframe, tuple of int, Timeframe)``.
@@ -217,7 +217,7 @@ def normalize_timeframes(
 
 
 def normalize_window_sizes(window_sizes: int | Sequence[int], time_frames: Sequence[str]) -> tuple[int, ...]:
-    """One window size per timeframe, each an int >= 1 (spec §1.2); an int is broadcast to every timeframe.
+    """One window size per timeframe, each an int >= 1 (docs/semantics.md §1.2); an int is broadcast to every timeframe.
 
     ``time_frames`` only names the timeframes in the messages. An integral float (``3.0``) is accepted.
 
@@ -244,7 +244,7 @@ def normalize_window_sizes(window_sizes: int | Sequence[int], time_frames: Seque
             if isinstance(w, float) and w.is_integer() and w >= 1:
                 w = int(w)
             else:
-                raise ValueError(f"window size for timeframe {tf} must be an int >= 1, got {w!r}.")
+                raise ValueError(f"window_sizes must hold ints >= 1: the window for timeframe {tf} is {w!r}.")
         w = int(w)
         if w < 1:
             raise ValueError(f"window size for timeframe {tf} must be >= 1, got {w} (window_sizes must all be >= 1).")

@@ -1,15 +1,16 @@
-"""The env's types: state, params, trade labels and bracket sides (spec §2.2, §3.14, §4.1)."""
+"""The env's types: state, params, trade labels and bracket sides (docs/semantics.md §2.2, §3.14, §4.1)."""
 
 from __future__ import annotations
 
 import enum
+from typing import NamedTuple
 
 import jax
 from flax import struct
 
 from trading_jax.market import MarketData
 
-#: The account part of the observation, in order (spec §1.7.1).
+#: The account part of the observation, in order (docs/semantics.md §1.7.1).
 ACCOUNT_FEATURES = (
     "exposure",
     "position_direction",
@@ -21,7 +22,7 @@ ACCOUNT_FEATURES = (
 
 
 class ActionKind(enum.IntEnum):
-    """Integer codes of the trade labels (spec §3.14, §4.2); `info["action_kind"]` holds them."""
+    """Integer codes of the trade labels (docs/semantics.md §3.14, §4.2); `info["action_kind"]` holds them."""
 
     HOLD = 0
     BUY = 1
@@ -41,7 +42,7 @@ class ActionKind(enum.IntEnum):
 
 
 class BracketSide(enum.IntEnum):
-    """What a bracket-mode action does (spec §4.1)."""
+    """What a bracket-mode action does (docs/semantics.md §4.1)."""
 
     HOLD = 0
     CLOSE = 1
@@ -81,9 +82,25 @@ class EnvState:
         return self.bar - self.start
 
 
+class ParamsLayout(NamedTuple):
+    """What the shapes and the branch of a step depend on: the params' static signature.
+
+    `TradingEnv` compares it with its own on the host, whenever `reset`/`step` is traced, so params built
+    for another window, feature set or trade mode cannot run silently. The number of actions is not part
+    of it: it is the length of the params' action tables (padded tables, as in the oracle tests, work).
+    """
+
+    window_sizes: tuple[int, ...]
+    feature_sizes: tuple[int, ...]
+    sltp: bool
+
+
 @struct.dataclass
 class EnvParams:
-    """Everything numeric: market arrays and settings. A pytree, so it can be vmapped (e.g. over fees)."""
+    """Everything numeric: market arrays and settings. A pytree, so it can be vmapped (e.g. over fees).
+
+    `layout` is static (not a leaf): under `jit` it is part of the tree structure, not a traced value.
+    """
 
     market: MarketData
     action_levels: jax.Array  # [num_actions] money; unused in bracket mode
@@ -96,10 +113,11 @@ class EnvParams:
     cash_lo: jax.Array  # int32
     cash_hi: jax.Array  # int32; a range is drawn iff cash_hi > cash_lo
     max_traj_length: jax.Array  # int32, 0 means none
-    # bracket mode (spec §4); [num_actions] tables built from the action map
+    # bracket mode (docs/semantics.md §4); [num_actions] tables built from the action map
     bracket_side: jax.Array  # int32 BracketSide
     bracket_sl: jax.Array  # money, stop offset as stored in the action map (long < 0, short > 0)
     bracket_tp: jax.Array  # money, target offset (long > 0, short < 0)
     position_fraction: jax.Array
     quantity_per_trade: jax.Array
     lock_position: jax.Array  # bool
+    layout: ParamsLayout = struct.field(pytree_node=False)

@@ -1,8 +1,8 @@
-"""Money invariants of spec §7 (items 1-13, 32-37, 40, 45, 62) on small hand-built frames, x64.
+"""Money invariants of docs/semantics.md §7 (items 1-13, 32-37, 40, 45, 62) on small hand-built frames, x64.
 
-Frames are spec §9-style 1-minute bars (execute_on = time_frames = "1Min", window 2, cash 1000, fixed
+Frames are docs/semantics.md §9-style 1-minute bars (execute_on = time_frames = "1Min", window 2, cash 1000, fixed
 start): exec bar 0 is the reset bar, the agent's action at step t fills at close[t-1] (x slippage) and bar t
-is then applied (liquidation), spec §3.1. Expected numbers are written out from the §3 / §10.1 formulas in
+is then applied (liquidation), docs/semantics.md §3.1. Expected numbers are written out from the §3 / §10.1 formulas in
 plain Python floats. Scenarios with the same frame length and static config share one compiled scan
 (`env_testlib.run_script`), and numeric settings (leverage, fee, ...) are swapped through `params_for`.
 """
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.usefixtures("x64")
 
 
 def target(pv, a, p, L, f):
-    """(q_t, N_t), spec §3.3 scalar form."""
+    """(q_t, N_t), docs/semantics.md §3.3 scalar form."""
     n = ((pv * abs(a)) / (1 + (L * f))) * L
     return (n / p) * math.copysign(1.0, a), n
 
@@ -210,7 +210,7 @@ def test_open_deducts_margin_plus_fee(flat_env, L):
         assert close_enough(rows["balance"][0], CASH - abs(q_t) * 100.0 * (1 + f))
 
 
-A_FRAME = minute_frame([100, 102, 104, 103, 101, 99, 100])  # spec §9 A/B closes
+A_FRAME = minute_frame([100, 102, 104, 103, 101, 99, 100])  # docs/semantics.md §9 A/B closes
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Bad input: every validated `EnvConfig` field and `make()` argument raises ValueError with a message that
-names the field and the fix (spec §2.1, §4, §7 items 35, 40, 41, 50, 56; Q1, Q30). Nothing is jitted here.
+names the field and the fix (docs/semantics.md §2.1, §4, §7 items 35, 40, 41, 50, 56; Q1, Q30). Nothing is jitted here.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def test_bracket_fields_validated_only_where_used():
 
 
 def test_fee_must_fit_the_maintenance_buffer_message():
-    """Q1 / spec §6.1: the PPO example's L = 3, fee 0.004, mmr 0.004 is refused; the message names
+    """Q1 / docs/semantics.md §6.1: the PPO example's L = 3, fee 0.004, mmr 0.004 is refused; the message names
     transaction_fee, the side, and the largest fee that fits (0.003009), and that fee passes."""
     with pytest.raises(ValueError) as err:
         cfg(leverage=3, transaction_fee=0.004, action_levels=(-1, 0, 1))

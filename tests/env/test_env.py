@@ -1,5 +1,6 @@
 """The env as a JAX object: transforms (jit, vmap), tracing, shapes and dtypes, keys, auto-reset, resets
-(spec §2.3, Q18, Q20), observations (§1.6-§1.8) and the JAX analogues of spec §7 items 46-49, 51-53, 58, 59.
+(docs/semantics.md §2.3, Q18, Q20), observations (§1.6-§1.8) and the JAX analogues of §7 items 46-49, 51-53,
+58, 59.
 
 One module-scoped env (float32, the default): 1Min + 5Min observations (windows 3 and 2) executing on 1Min,
 L = 3, five levels, fee, slippage, random starts, a cash range and max_traj_length 12, on gapped generated
@@ -70,7 +71,7 @@ def test_jit_matches_eager(c):
 
 def test_vmap_matches_python_loop(c):
     """vmap over lanes == a Python loop of single-lane calls, for reset and for heterogeneous actions over
-    several steps (spec §7 item 59: lanes are independent)."""
+    several steps (docs/semantics.md §7 item 59: lanes are independent)."""
     ks = keys(5, NUM_ENVS)
     obs_v, state_v = c.vreset(ks, c.params)
     singles = [c.reset(k, c.params) for k in ks]
@@ -97,7 +98,7 @@ def test_no_retracing_across_steps_and_params(c):
         return env.step(key, state, action, params)
 
     _, state = c.reset(jax.random.PRNGKey(0), c.params)
-    other = tj.TradingEnv(env.market, env.config.replace(transaction_fee=0.002, leverage=2)).default_params()
+    other = tj.TradingEnv(env.market, env.config.replace(transaction_fee=0.002, leverage=2)).default_params
     for t in range(12):
         params = c.params if t % 2 else other
         _, state, _, _, _ = step(jax.random.PRNGKey(t), state, jnp.int32(t % env.num_actions), params)
@@ -106,7 +107,7 @@ def test_no_retracing_across_steps_and_params(c):
 
 def test_shapes_and_dtypes_float32(c):
     """obs [obs_dim] float32, reward float32 [], done bool [], info fields and money in float32 by
-    default; under vmap every leaf gains the leading [num_envs] axis (spec §7 item 58, JAX analogue of
+    default; under vmap every leaf gains the leading [num_envs] axis (docs/semantics.md §7 item 58, JAX analogue of
     check_env_specs: the batch shape is num_envs)."""
     env = c.env
     assert env.observation_shape == (3 * 5 + 2 * 5 + 6,)
@@ -177,10 +178,10 @@ def test_reset_state_semantics(c):
 
 
 def test_cash_range_draws_inclusive_integers(c):
-    """Q20 FIX and spec §7 item 47: a (lo, hi) cash range draws integers with BOTH ends inclusive (hi is
+    """Q20 FIX and docs/semantics.md §7 item 47: a (lo, hi) cash range draws integers with BOTH ends inclusive (hi is
     reached); a fixed cash is constant, float cash works, and no draw touches NumPy's global RNG."""
     np_state = np.random.get_state()
-    params = tj.TradingEnv(c.env.market, c.env.config.replace(initial_cash=(10, 12))).default_params()
+    params = tj.TradingEnv(c.env.market, c.env.config.replace(initial_cash=(10, 12))).default_params
     _, s = c.vreset(keys(6, 600), params)
     cash = np.asarray(s.balance)
     assert set(np.unique(cash)) == {10.0, 11.0, 12.0}
@@ -380,7 +381,7 @@ def test_windows_equal_raw_data_and_never_look_ahead(c):
             assert raw[raw.index <= t].index[-1] < t
             np.testing.assert_array_equal(parts["market_data_1Minute_3"], fine)
         np.testing.assert_array_equal(parts["market_data_5Minute_2"], coarse, err_msg=str(t))
-        if t not in raw.index:  # spec §7 item 54: an empty exec bin is a flat bar at the previous close
+        if t not in raw.index:  # docs/semantics.md §7 item 54: an empty exec bin is a flat bar at the previous close
             prev_close = raw[raw.index < t]["close"].iloc[-1]
             np.testing.assert_array_equal(c.params.market.ohlc[i], [prev_close] * 4)
             empty_bins += 1

@@ -1,4 +1,4 @@
-"""Feature functions: the reference z-score (spec §1.4) and the causal, frozen-statistics z-score (Q8).
+"""Feature functions: the reference z-score (docs/semantics.md §1.4) and the causal, frozen-statistics z-score (Q8).
 
 Bit-exactness of ``zscore_ohlcv`` against torchtrade is checked on the golden cases
 ``features_zscore_2tf_aux`` and ``features_fnlist_aux_raw`` in test_market.py.

@@ -1,4 +1,4 @@
-"""episode_metrics and render_history on hand-made histories with known numbers (spec §6.5, §7 item 44,
+"""episode_metrics and render_history on hand-made histories with known numbers (docs/semantics.md §6.5, §7 item 44,
 Q21, Q22). Host-side NumPy/matplotlib only, no JAX compile."""
 
 from __future__ import annotations
@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.collections import PathCollection
+from matplotlib.dates import ConciseDateFormatter
 from matplotlib.figure import Figure
 
 import trading_jax as tj
@@ -117,3 +119,25 @@ def test_render_a_rollout_lane():
     assert markers(fig)["Short Close"] == [5]
     m = tj.episode_metrics(hist)
     assert m["num_steps"] == 5 and m["num_trades"] == 2
+
+
+def test_render_history_dates_title_and_currency():
+    """With the bars' times (from `lane_history(..., times=)`) the x axis is a date axis; `title` heads the
+    figure; the money axes name the quote currency only when it is given (no hard-coded USD)."""
+    n = 5
+    times = pd.date_range("2024-05-29 00:00", periods=8, freq="1h")  # an env's exec_times
+    traj = {"price": np.linspace(100, 104, n)[:, None], "portfolio_value": np.full((n, 1), 1000.0),
+            "position_size": np.zeros((n, 1)), "action_kind": np.zeros((n, 1), np.int32),
+            "done": np.array([0, 0, 0, 0, 1], bool)[:, None], "bar": np.arange(3, 3 + n)[:, None]}  # fmt: skip
+    hist = tj.lane_history(traj, 0, times=times)
+    np.testing.assert_array_equal(hist["time"], times[3:8].to_numpy())
+    fig = tj.render_history(hist, title="Test split, 1280 frames", quote_currency="USDT")
+    ax_price, ax_value, ax_exp = fig.axes
+    assert fig._suptitle.get_text() == "Test split, 1280 frames"
+    assert (ax_price.get_ylabel(), ax_value.get_ylabel()) == ("Price (USDT)", "Portfolio Value (USDT)")
+    assert ax_exp.get_xlabel() == "Time (UTC)" and isinstance(ax_exp.xaxis.get_major_formatter(), ConciseDateFormatter)
+    assert ax_price.lines[0].get_xdata()[0] == np.datetime64("2024-05-29T03:00")
+    plain = tj.render_history(tj.lane_history(traj, 0))
+    assert (plain.axes[0].get_ylabel(), plain.axes[2].get_xlabel()) == ("Price", "Step") and plain._suptitle is None
+    with pytest.raises(ValueError, match=r"times must hold one timestamp per history row \(5\), got shape \(8,\)"):
+        tj.render_history(hist, times=times)

@@ -1,4 +1,4 @@
-"""Loading raw OHLCV data (`trading_jax.ohlcv.load_ohlcv`, spec §1.1): sources, normalisation, and a clear
+"""Loading raw OHLCV data (`trading_jax.ohlcv.load_ohlcv`, docs/semantics.md §1.1): sources, normalisation, and a clear
 ValueError for every bad input."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Liquidation fills (spec §3.10; §7 items 13, 14, 62) and the "close enough" tolerance of the rebalance tree,
-max(2 % |q_t|, $1 / p) (spec §3.4; §7 items 38, 39), on small hand-built frames, x64.
+"""Liquidation fills (docs/semantics.md §3.10; §7 items 13, 14, 62) and the "close enough" tolerance of the rebalance
+tree, max(2 % |q_t|, $1 / p) (§3.4; §7 items 38, 39), on small hand-built frames, x64.
 
-Frames and conventions as in test_accounting.py: spec §9-style 1-minute bars, cash 1000, fixed start; scenarios
+Frames and conventions as in test_accounting.py: §9-style 1-minute bars, cash 1000, fixed start; scenarios
 of one static config share one compiled scan (`env_testlib.run_script`).
 """
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("x64")
 
 
 # --------------------------------------------------------------------------------- liquidation, items 13, 14, 62
-WICK = {2: (100, 100.5, 79, 100)}  # spec §9 D: one bar whose low is 79
+WICK = {2: (100, 100.5, 79, 100)}  # docs/semantics.md §9 D: one bar whose low is 79
 
 
 def test_wick_liquidation_fills_at_liq_and_returns_the_margin():

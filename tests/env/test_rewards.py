@@ -1,4 +1,4 @@
-"""Rewards (spec §3.12, §7 item 61, Q31): the default log return, its -10 rule, custom 2- and 3-argument
+"""Rewards (docs/semantics.md §3.12, §7 item 61, Q31): the default log return, its -10 rule, custom 2- and 3-argument
 reward functions under jit + vmap, and host-side validation of a reward function's signature."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """`rollout` and `lane_history` (float32): equal to a hand-written scan with the same key plumbing,
-auto-reset bookkeeping, episode lengths under random starts (spec §7 items 21, 42, 46, 53), no host
+auto-reset bookkeeping, episode lengths under random starts (docs/semantics.md §7 items 21, 42, 46, 53), no host
 sync inside."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Bracket mode (spec §4): stops, targets and their priority against liquidation; items 23-31 of spec §7,
+"""Bracket mode (docs/semantics.md §4): stops, targets and their priority against liquidation; items 23-31 of §7,
 Q24 (duplicates do not refresh brackets), Q25, Q26 (brackets cleared when flat), §9 E numbers (x64).
 
-Default bracket config: sl = [-0.02], tp = [0.03], fee 0.001, cash 1000, 8-bar spec §9-style frames. With
+Default bracket config: sl = [-0.02], tp = [0.03], fee 0.001, cash 1000, 8-bar docs/semantics.md §9-style frames. With
 L = 2 and the close action the action map is {0: hold, 1: close, 2: long(-2%, +3%), 3: short(+2%, -3%)}.
 """
 

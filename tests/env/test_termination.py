@@ -1,6 +1,6 @@
-"""Bankruptcy, termination, truncation and exhaustion: spec §7 items 15-20 and 22, §3.11, §3.13, Q2 (x64).
+"""Bankruptcy, termination, truncation and exhaustion: docs/semantics.md §7 items 15-20 and 22, §3.11, §3.13, Q2 (x64).
 
-Every scenario uses a 10-bar spec §9-style frame, so all of them share one compiled scan; leverage,
+Every scenario uses a 10-bar docs/semantics.md §9-style frame, so all of them share one compiled scan; leverage,
 threshold and the like go through the params.
 """
 

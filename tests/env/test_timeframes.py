@@ -1,4 +1,4 @@
-"""Timeframe parsing, keys, frequencies, ordering and config normalisation (spec §1.2)."""
+"""Timeframe parsing, keys, frequencies, ordering and config normalisation (docs/semantics.md §1.2)."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def test_normalize_timeframes():
         ((["1Min", "5Min"], [4], "1Min"), r"window_sizes has 1 entries but time_frames has 2"),
         ((["1Min"], 0, "1Min"), r"window size for timeframe 1Minute must be >= 1, got 0"),
         ((["1Min"], [-3], "1Min"), r"must be >= 1, got -3"),
-        ((["1Min"], [2.5], "1Min"), r"must be an int >= 1, got 2.5"),
+        ((["1Min"], [2.5], "1Min"), r"window_sizes must hold ints >= 1: the window for timeframe 1Minute is 2.5\."),
         ((["1Min"], True, "1Min"), r"window_sizes must be an int >= 1"),
         (([], 3, "1Min"), r"time_frames is empty"),
         ((["1Min", "1min"], 3, "1Min"), r"lists 1Minute twice"),

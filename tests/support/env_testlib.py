@@ -101,7 +101,7 @@ def params_for(env: tj.TradingEnv, **overrides) -> tj.EnvParams:
     cfg = env.config.replace(**overrides)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return tj.TradingEnv(env.market, cfg, env.reward_fn).default_params()
+        return tj.TradingEnv(env.market, cfg, env.reward_fn).default_params
 
 
 def signature(env: tj.TradingEnv) -> tuple:
