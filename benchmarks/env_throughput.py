@@ -32,6 +32,9 @@ from benchmarks.common import (
     DEFAULT_OUT,
     REFERENCE_PUBLISHED,
     SCHEMA,
+    LoadMeter,
+    add_load_args,
+    check_load,
     compile_timed,
     int_list,
     machine_info,
@@ -76,7 +79,8 @@ def measure(name: str, num_envs: int, *, dtype: str = "float32", consume_obs: bo
             num_chunks, _ = calibrate(compiled, (params, key), target_s, max_chunks=1 << 20)
         else:
             num_chunks = math.ceil(steps / chunk)
-        times = time_repeats(compiled, params, key, jnp.int32(num_chunks), repeats=repeats)
+        with LoadMeter() as meter:
+            times = time_repeats(compiled, params, key, jnp.int32(num_chunks), repeats=repeats)
         out = jax.device_get(compiled(params, key, jnp.int32(num_chunks)))
     num_steps = num_chunks * chunk
     med = median(times)
@@ -97,6 +101,7 @@ def measure(name: str, num_envs: int, *, dtype: str = "float32", consume_obs: bo
         "median_s": med,
         "steps_per_s": num_envs * num_steps / med,
         "checksum": {k: float(v) for k, v in out.items()},
+        "load": meter.result,
     }
 
 
@@ -151,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default=None, help="file name stem (default env_throughput-<backend>)")
     p.add_argument("--out", default=DEFAULT_OUT, help="output folder (JSON + PNG)")
     p.add_argument("--no-plot", action="store_true")
+    add_load_args(p)
     return p
 
 
@@ -181,6 +187,7 @@ def resolve(args) -> argparse.Namespace:
 def run(args) -> dict:
     """Measure everything `args` asks for; returns the result dict (also written to JSON by `main`)."""
     t_start = time.perf_counter()
+    load = check_load(args.allow_busy, "env_throughput")
     mem = None
     if not args.no_memory:  # first: on a GPU the device's peak-bytes counter only ever grows within a process
         mem = memory.measure(args.configs[0], sizes=args.memory)
@@ -205,6 +212,7 @@ def run(args) -> dict:
         "schema": SCHEMA,
         "kind": "env_throughput",
         "machine": machine_info(",".join(args.dtypes)),
+        "load": load,
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "tag")},
         "observations": "not consumed (--no-obs)" if args.no_obs else
                         "consumed (each step's observation is carried to the next step, as a policy reads it)",

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--x64", action="store_true", help="also float64 env runs (longer)")
     p.add_argument("--env-sizes", default=ENV_SIZES)
     p.add_argument("--ppo-sizes", default=PPO_SIZES)
+    p.add_argument("--allow-busy", action="store_true", help="passed on to both benchmarks (see their --help)")
     p.add_argument("--budget-s", type=float, default=270,
                    help="overall time budget: the env part gets 45%% of it, PPO what is left minus a margin")
     args = p.parse_args(argv)
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         ppo_argv = ["--num-envs", args.ppo_sizes, "--iterations", "3"]
     if args.x64:
         env_argv.append("--x64")
+    if args.allow_busy or args.quick:  # a plumbing check is not a measurement
+        env_argv.append("--allow-busy")
+        ppo_argv.append("--allow-busy")
     env = env_throughput.main(env_argv + ["--out", args.out_dir])
     if not args.quick:  # the env part's deadline only stops new points: give PPO what is left, minus a margin
         ppo_argv += ["--deadline-s", str(max(0.0, args.budget_s - (time.perf_counter() - t0) - 45))]

@@ -31,6 +31,9 @@ from benchmarks.common import (
     DEFAULT_OUT,
     REFERENCE_PUBLISHED,
     SCHEMA,
+    LoadMeter,
+    add_load_args,
+    check_load,
     compile_timed,
     int_list,
     machine_info,
@@ -84,11 +87,12 @@ def measure(num_envs: int, *, steps_per_env: int = 20, iterations: int = 5, hidd
     runner, _ = one_iteration(runner)  # warm-up
     time_call(collect, params, runner)
     it_times = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        runner, _ = one_iteration(runner)
-        it_times.append(time.perf_counter() - t0)
-    col_times = [time_call(collect, params, runner)[1] for _ in range(iterations)]
+    with LoadMeter() as meter:
+        for _ in range(iterations):
+            t0 = time.perf_counter()
+            runner, _ = one_iteration(runner)
+            it_times.append(time.perf_counter() - t0)
+        col_times = [time_call(collect, params, runner)[1] for _ in range(iterations)]
     F = fns.frames_per_iteration
     t_it, t_col = median(it_times), median(col_times)
     t_upd = max(t_it - t_col, 1e-9)
@@ -98,7 +102,7 @@ def measure(num_envs: int, *, steps_per_env: int = 20, iterations: int = 5, hidd
         "compile_iteration_s": compile_it, "compile_collect_s": compile_col,
         "iteration_times_s": it_times, "collect_times_s": col_times,
         "iteration_s": t_it, "collect_s": t_col, "update_s": t_upd,
-        "collect_fps": F / t_col, "update_fps": F / t_upd, "total_fps": F / t_it,
+        "collect_fps": F / t_col, "update_fps": F / t_upd, "total_fps": F / t_it, "load": meter.result,
     }
 
 
@@ -116,11 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default=None, help="file name stem (default ppo_throughput-<backend>)")
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--no-plot", action="store_true")
+    add_load_args(p)
     return p
 
 
 def run(args) -> dict:
     t_start = time.perf_counter()
+    load = check_load(args.allow_busy, "ppo_throughput")
     rows, skipped = [], []
     for n in args.num_envs:
         if rows and args.deadline_s is not None and time.perf_counter() - t_start > args.deadline_s:
@@ -135,7 +141,8 @@ def run(args) -> dict:
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "tag")}
     settings.update(hidden_size=args.hidden, num_layers=args.layers)
     return {
-        "schema": SCHEMA, "kind": "ppo_throughput", "machine": machine_info("float32"), "settings": settings,
+        "schema": SCHEMA, "kind": "ppo_throughput", "machine": machine_info("float32"), "load": load,
+        "settings": settings,
         "ppo": rows, "skipped": skipped, "reference_published": REFERENCE_PUBLISHED,
         "wall_s": time.perf_counter() - t_start,
     }

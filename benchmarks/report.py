@@ -12,8 +12,10 @@ import argparse
 import os
 import sys
 
-from benchmarks import configs
-from benchmarks.common import DEFAULT_OUT, REFERENCE_PUBLISHED, machine_label, read_json, si
+from benchmarks import configs, profile_report, vs_report
+from benchmarks.common import DEFAULT_OUT, REFERENCE_PUBLISHED, describe_load, machine_label, read_json, si
+from benchmarks.common import md_table as _table
+from benchmarks.common import pyplot as _plt
 
 SEED_CLAIMS = {"8-32": "20-100x", "64-256": "100-400x"}
 BASELINE_STYLE = {
@@ -22,18 +24,17 @@ BASELINE_STYLE = {
 NOT_MEASURED = "published, NOT measured here"
 
 
-def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> str:
-    align = align or "l" + "r" * (len(header) - 1)
-    sep = ["---:" if a == "r" else "---" for a in align]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _heading(result: dict, what: str) -> str:
     m = result["machine"]
-    return (f"### {what}: {machine_label(m)}\n\njax {m['jax']} / jaxlib {m['jaxlib']}, backend {m['backend']} "
-            f"({m['device_kind']}), {m['ram_total_bytes'] / 2**30:.0f} GiB RAM, {m['date']}")
+    text = (f"### {what}: {machine_label(m)}\n\njax {m['jax']} / jaxlib {m['jaxlib']}, backend {m['backend']} "
+            f"({m['device_kind']}), {m['ram_total_bytes'] / 2**30:.0f} GiB RAM, {m['date']}. Machine load at start: "
+            f"{describe_load(result.get('load'))}.")
+    rows = [r for key in ("env", "ppo", "rows") for r in result.get(key) or [] if isinstance(r, dict)]
+    busy = [r for r in rows if (r.get("load") or {}).get("busy")]
+    if busy or (result.get("load") or {}).get("busy"):
+        text += (f"\n\n**Measured on a BUSY machine ({len(busy)} of {len(rows)} points had other processes above "
+                 "the threshold): not comparable.**")
+    return text
 
 
 def _key(r: dict) -> tuple[str, str]:
@@ -174,19 +175,11 @@ def scaling_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-MARKDOWN_BY_KIND = {"env_throughput": env_markdown, "ppo_throughput": ppo_markdown, "ppo_scaling": scaling_markdown}
+MARKDOWN_BY_KIND = {"env_throughput": env_markdown, "ppo_throughput": ppo_markdown, "ppo_scaling": scaling_markdown,
+                    "profile_iteration": profile_report.markdown, "vs_torchtrade": vs_report.markdown}
 
 
 # --------------------------------------------------------------------------------------- plots
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _log_axes(ax, ylabel: str) -> None:
     from matplotlib.ticker import FuncFormatter
 

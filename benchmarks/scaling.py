@@ -25,7 +25,7 @@ import tempfile
 import time
 
 from benchmarks import report
-from benchmarks.common import DEFAULT_OUT, SCHEMA, int_list, write_json
+from benchmarks.common import DEFAULT_OUT, SCHEMA, add_load_args, check_load, int_list, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_OUT)
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)  # internal: one device count
     p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
+    add_load_args(p)
     return p
 
 
@@ -74,6 +75,7 @@ def _child(args) -> None:
 
 def run(args) -> dict:
     t0 = time.perf_counter()
+    load = check_load(args.allow_busy, "scaling")
     rows, machine, failures = [], None, []
     for d in args.devices:
         with tempfile.TemporaryDirectory() as tmp:
@@ -96,8 +98,8 @@ def run(args) -> dict:
         machine = machine or child["machine"]
         rows += child["rows"]
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "tag", "child", "child_out")}
-    return {"schema": SCHEMA, "kind": "ppo_scaling", "machine": machine, "settings": settings, "rows": rows,
-            "failures": failures, "wall_s": time.perf_counter() - t0}
+    return {"schema": SCHEMA, "kind": "ppo_scaling", "machine": machine, "load": load, "settings": settings,
+            "rows": rows, "failures": failures, "wall_s": time.perf_counter() - t0}
 
 
 def main(argv: list[str] | None = None) -> dict | None:

@@ -64,10 +64,11 @@ TINY = {
         "eval.enabled=false",
     ],
     "python -m train.evaluate": [],
-    "python -m benchmarks.env_throughput": ["--quick", "--no-plot", "--out", "{tmp}/results"],
+    # --allow-busy: a benchmark refuses a busy machine, and a check's tiny run is no measurement
+    "python -m benchmarks.env_throughput": ["--quick", "--no-plot", "--allow-busy", "--out", "{tmp}/results"],
     "python -m benchmarks.ppo_throughput": [
         "--num-envs", "8", "--iterations", "1", "--steps-per-env", "4", "--hidden", "16", "--layers", "1",
-        "--no-plot", "--out", "{tmp}/results",
+        "--no-plot", "--allow-busy", "--out", "{tmp}/results",
     ],
     "python -m benchmarks.report": ["--out", "{tmp}/results"],
     "python -m benchmarks.gpu_run": ["--quick"],
