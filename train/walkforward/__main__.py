@@ -1,0 +1,5 @@
+import sys
+
+from train.walkforward.run import main
+
+sys.exit(main())
