@@ -1,5 +1,8 @@
 """The command line of the trainer (`python -m train.ppo`): argv, `--help`, the run, the summary table.
 
+Exit codes: 0 done, 2 a user error (one `error:` line: a bad key, value, file, run directory or checkpoint),
+3 training diverged (the last good checkpoint is kept); see `train.errors`.
+
     python -m train.ppo [CONFIG.yaml] [group.key=value ...]        # see train/config.py for every key
     python -m train.ppo --help                                     # list the keys and defaults
 """
@@ -9,14 +12,17 @@ from __future__ import annotations
 import os
 import sys
 
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
 from train import parallel
-from train.checkpoint import load_checkpoint
-from train.config import ConfigError, default_config, describe_keys, load_config, steps_per_iteration
-from train.loop import TrainingDiverged, TrainResult, format_metric, train
+from train.config import default_config, describe_keys, load_config, steps_per_iteration
+from train.errors import TrainingDiverged, run_cli
+from train.loop import TrainResult, format_metric, train
+from train.resume import load_resume
+from train.rundir import resume_dir, stored_config
+
+__all__ = ["TrainingDiverged", "config_from_argv", "main", "print_summary", "resume_config"]
 
 SUMMARY_KEYS = (
     "train/reward",
@@ -82,38 +88,51 @@ Keys (type, default):
 """
 
 
+LAUNCH_KEYS = ("distributed", "coordinator_address", "num_processes", "process_id")  # parallel.*, per launch
+
+
+def resume_config(argv: list[str], parsed=None):
+    """`(cfg, checkpoint)` of the command line: with `checkpoint.resume=RUN_DIR`, the config stored in the
+    run's newest intact checkpoint is the base (never resolved: `train.rundir.stored_config`), with
+    `collector.stop_at_iteration` and the launch-specific `parallel.*` keys cleared and `logger.run_dir` set to
+    RUN_DIR (a resumed run always writes there, whatever the stored config says); the command line's
+    overrides apply on top. Without it, `(load_config(argv), None)` (`parsed`: that, if already done)."""
+    cfg = parsed if parsed is not None else load_config(argv)
+    if not cfg.checkpoint.resume:
+        return cfg, None
+    run_dir = resume_dir(str(cfg.checkpoint.resume))
+    ckpt = load_resume(cfg)
+    replaced = [f"parallel.{k}" for k in LAUNCH_KEYS] + ["collector.stop_at_iteration", "logger.run_dir"]
+    base = stored_config(ckpt["config"], ckpt["path"], [*argv, *(f"{k}=" for k in replaced)])
+    base.collector.stop_at_iteration = None  # a resumed run goes on unless told to stop again
+    for key in LAUNCH_KEYS:
+        base.parallel[key] = default_config().parallel[key]
+    base.logger.run_dir = run_dir
+    base.checkpoint.resume = None
+    return load_config(argv, base=base), ckpt
+
+
 def config_from_argv(argv: list[str]):
-    """Parse the command line; with `checkpoint.resume=RUN_DIR`, the run's saved config is the base (with
-    `collector.stop_at_iteration` cleared) and the command line's overrides apply on top."""
-    cfg = load_config(argv)
-    if cfg.checkpoint.resume:
-        try:
-            saved = load_checkpoint(str(cfg.checkpoint.resume))["config"]
-        except FileNotFoundError as err:
-            raise ConfigError(f"checkpoint.resume: {err}") from None
-        base = OmegaConf.merge(default_config(), OmegaConf.create(saved))
-        base.collector.stop_at_iteration = None  # a resumed run goes on unless told to stop again
-        for key in ("distributed", "coordinator_address", "num_processes", "process_id"):  # launch-specific
-            base.parallel[key] = default_config().parallel[key]
-        cfg = load_config(argv, base=base)
-    return cfg
+    """The config of a command line (see `resume_config`)."""
+    return resume_config(argv)[0]
+
+
+def _run(argv: list[str]) -> None:
+    # before any JAX computation, reading a checkpoint included; a no-op unless parallel.distributed=true (the
+    # launch-specific keys come from the command line, never from a resumed run's stored config)
+    first = load_config(argv)
+    parallel.initialize(first)
+    cfg, ckpt = resume_config(argv, first)
+    result = train(cfg, ckpt=ckpt)
+    if parallel.is_main_process():
+        print_summary(cfg, result)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m train.ppo`: 0 when the run finished, 2 on a user error, 3 when training diverged (one
+    `error:` line each; `train.errors.run_cli`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(USAGE + describe_keys())
         return 0
-    try:
-        cfg = config_from_argv(argv)
-        parallel.initialize(cfg)  # before any JAX computation; a no-op unless parallel.distributed=true
-        result = train(cfg)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    if parallel.is_main_process():
-        print_summary(cfg, result)
-    return 0
+    return run_cli(lambda: _run(argv), more="python -m train.ppo --help lists every key")

@@ -13,10 +13,12 @@ Features (`env.features`): "zscore_train" fits frozen z-score statistics on the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 import trading_jax
@@ -41,6 +43,7 @@ class Setup:
     train_eval: EnvBundle
     features: tuple | None  # frozen ZScore per timeframe ("zscore_train"), else None
     env_config: Any  # trading_jax.EnvConfig of the training env
+    data: dict = field(default_factory=dict)  # data_fingerprint of the whole frame (stored with each checkpoint)
 
     @property
     def obs_dim(self) -> int:
@@ -56,8 +59,32 @@ def load_frame(cfg, frame: pd.DataFrame | None = None) -> pd.DataFrame:
     if frame is not None:
         return trading_jax.load_ohlcv(frame)
     if cfg.env.data_path:
-        return trading_jax.load_ohlcv(cfg.env.data_path)
+        try:
+            return trading_jax.load_ohlcv(cfg.env.data_path)
+        except (OSError, EOFError, ValueError) as err:
+            raise ValueError(f"env.data_path={cfg.env.data_path}: {str(err).splitlines()[0]}") from None
     return btcusdt_1m_sample()
+
+
+def data_fingerprint(frame: pd.DataFrame) -> dict:
+    """`{"sha256", "rows", "start", "end"}` of an OHLCV frame (its values and timestamps, not its file)."""
+    rows = pd.util.hash_pandas_object(frame, index=True).to_numpy()
+    h = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    h.update(np.ascontiguousarray(rows).tobytes())
+    return {
+        "sha256": h.hexdigest(),
+        "rows": len(frame),
+        "start": str(frame.index[0]) if len(frame) else None,
+        "end": str(frame.index[-1]) if len(frame) else None,
+    }
+
+
+def describe_data_change(saved: dict | None, current: dict) -> str | None:
+    """A sentence when `current` is other data than the run's `saved` fingerprint, else None."""
+    if not saved or saved.get("sha256") == current["sha256"]:
+        return None
+    what = lambda d: f"{d.get('rows')} rows {d.get('start')} .. {d.get('end')}, sha256 {str(d.get('sha256'))[:12]}"
+    return f"this data ({what(current)}) is not the run's ({what(saved)})"
 
 
 def split_frame(frame: pd.DataFrame, test_split_start) -> tuple[pd.DataFrame, pd.DataFrame | None]:
@@ -182,7 +209,8 @@ def build_setup(cfg, frame: pd.DataFrame | None = None, frozen_features=None, *,
                 f"{test.market.num_bars} execution bar(s) after the observation windows: move "
                 "env.test_split_start earlier"
             )
-    return Setup(train=train, test=test, train_eval=train_eval, features=frozen, env_config=env_config)
+    data = data_fingerprint(full)
+    return Setup(train=train, test=test, train_eval=train_eval, features=frozen, env_config=env_config, data=data)
 
 
 def build_eval_bundle(cfg, frame: pd.DataFrame, frozen_features=None) -> EnvBundle:

@@ -24,12 +24,12 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -37,9 +37,11 @@ import trading_jax
 from trading_jax.metrics import periods_per_year
 from trading_jax.rollout import reset_row
 from train.checkpoint import load_checkpoint
-from train.config import default_config, load_config
-from train.data import build_eval_bundle, build_setup, load_features
+from train.config import load_config
+from train.data import build_eval_bundle, build_setup, describe_data_change, load_features
+from train.errors import RunWarning, run_cli
 from train.networks import apply_eval, make_network
+from train.rundir import resume_dir, stored_config
 
 EPISODE_KEYS = ("reward", "done", "terminated", "portfolio_value", "position_size", "price", "action_kind", "action")
 
@@ -170,8 +172,7 @@ def _policy_from_checkpoint(ckpt) -> tuple[dict, dict]:
     return to_jnp(policy["params"]), to_jnp(policy["batch_stats"])
 
 
-def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
-    """Evaluate a saved run (see USAGE). Returns `{span: [per-seed summary, ...]}`."""
+def _parse_args(args) -> tuple[str | None, str | None, int | None, list[str]]:
     data_path, out_dir, seed_index, overrides = None, None, None, []
     for arg in args:
         key, _, value = arg.partition("=")
@@ -180,23 +181,44 @@ def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
         elif key == "out":
             out_dir = value
         elif key == "seed_index":
+            if not value.strip().lstrip("-").isdigit():
+                raise ValueError(f"seed_index={value!r} is not an integer (a seed of the run: 0, 1, ...)")
             seed_index = int(value)
         else:
             overrides.append(arg)
-    ckpt = load_checkpoint(run_dir)
-    base = OmegaConf.merge(default_config(), OmegaConf.create(ckpt["config"]))
-    cfg = load_config(overrides, base=base)
+    return data_path, out_dir, seed_index, overrides
+
+
+def _bundles(cfg, data_path, frozen, ckpt) -> dict:
+    """`{span: EnvBundle}`: the run's test split and training window, or the whole of `data=PATH`."""
+    if data_path:
+        try:
+            frame = trading_jax.load_ohlcv(data_path)
+        except (OSError, EOFError, ValueError) as err:
+            raise ValueError(f"data={data_path}: {str(err).splitlines()[0]}") from None
+        return {"data": build_eval_bundle(cfg, frame, frozen)}
+    setup = build_setup(cfg, frozen_features=frozen)
+    change = describe_data_change(ckpt["meta"].get("data"), setup.data)
+    if change:
+        warnings.warn(f"evaluate: {change} (env.data_path={cfg.env.data_path})", RunWarning, stacklevel=3)
+    return {"train": setup.train_eval} if setup.test is None else {"test": setup.test, "train": setup.train_eval}
+
+
+def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
+    """Evaluate a saved run (see USAGE). Returns `{span: [per-seed summary, ...]}`. Everything is checked
+    (the checkpoint, the config stored in it, `seed_index`, the data's shape) before anything is written."""
+    data_path, out_dir, seed_index, overrides = _parse_args(args)
+    path, run_dir = run_dir, resume_dir(run_dir, "RUN_DIR")  # also the run of `RUN_DIR/checkpoints/ckpt_*`
+    ckpt = load_checkpoint(path)
+    cfg = load_config(overrides, base=stored_config(ckpt["config"], ckpt["path"], overrides))
     features_file = os.path.join(run_dir, "features.json")
     frozen = load_features(features_file) if os.path.isfile(features_file) else None
     params, batch_stats = _policy_from_checkpoint(ckpt)
     k = jax.tree.leaves(params)[0].shape[0]
+    if seed_index is not None and not 0 <= seed_index < k:
+        raise ValueError(f"seed_index={seed_index}: the run has {k} seed(s); use 0..{k - 1} or leave it out for all")
     seeds = range(k) if seed_index is None else [seed_index]
-
-    if data_path:
-        bundles = {"data": build_eval_bundle(cfg, trading_jax.load_ohlcv(data_path), frozen)}
-    else:
-        setup = build_setup(cfg, frozen_features=frozen)
-        bundles = {"train": setup.train_eval} if setup.test is None else {"test": setup.test, "train": setup.train_eval}
+    bundles = _bundles(cfg, data_path, frozen, ckpt)
     first = next(iter(bundles.values()))
     obs_dim = int(first.env.observation_shape[0])
     trained_obs_dim = ckpt["meta"].get("obs_dim")
@@ -245,18 +267,16 @@ def _print_table(results: dict, ckpt: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m train.evaluate`: 0 on success, 2 on a user error (one `error:` line, `train.errors.run_cli`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
     t0 = time.time()
-    try:
-        evaluate_run(argv[0], argv[1:])
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"done in {time.time() - t0:.1f}s")
-    return 0
+    code = run_cli(lambda: evaluate_run(argv[0], argv[1:]))
+    if code == 0:
+        print(f"done in {time.time() - t0:.1f}s")
+    return code
 
 
 if __name__ == "__main__":

@@ -1,9 +1,21 @@
-"""Run logging: `metrics.jsonl` in the run directory always, plus wandb (offline unless told otherwise).
+"""Run logging: `<run_dir>/metrics.jsonl` always, plus the backends that `logger.backend` names.
 
-`logger.backend=wandb` (default) logs to wandb in `logger.mode` (offline by default: files under
-`<run_dir>/wandb`, sync later with `wandb sync`); `logger.mode=online` streams; `logger.backend=none` turns
-wandb off. Steps are collected frames, as in the reference. Images (eval history plots) are logged as
-`wandb.Image` and recorded in the JSONL by their path relative to the run directory.
+`metrics.jsonl` is the run's own record (read back by `read_metrics`, the tests and the notebooks) and is
+written whatever the backend. `logger.backend` adds (one name or a list, e.g. `logger.backend=[tensorboard,csv]`):
+
+* `wandb` (default): wandb in `logger.mode`, offline by default (files under `<run_dir>/wandb`, sync later
+  with `wandb sync`); `logger.mode=online` streams, `logger.mode=disabled` turns it off;
+* `tensorboard`: tensorboardX events (no TensorFlow) under `<run_dir>/tensorboard`
+  (`tensorboard --logdir <run_dir>/tensorboard`);
+* `csv`: `<run_dir>/metrics.csv`, one row per record and one column per key;
+* `none`: no extra backend.
+
+Every backend gets the same metric names (`train/loss`, `eval/reward`, `time/SPS-total`, ...) at the same step,
+the collected frames per agent as in the reference. Images (eval history plots) go to wandb and TensorBoard
+and are recorded in the JSONL by their path relative to the run directory.
+
+Resume (`RunLogger(..., resume_from=STEP)`): records past the restored checkpoint's step are dropped, so each
+iteration appears once after a crash and resume (the resumed run logs them again). See `RunLogger`.
 """
 
 from __future__ import annotations
@@ -12,12 +24,25 @@ import json
 import math
 import os
 import time
-import uuid
 import warnings
 
 import numpy as np
 
+from train.config import logger_backends
+from train.log_backends import (
+    CSV_FILE,
+    TB_DIR,
+    WANDB_DIR,
+    CsvBackend,
+    TensorBoardBackend,
+    WandbBackend,
+    atomic_write,
+    complete_text,
+)
+
 METRICS_FILE = "metrics.jsonl"
+
+__all__ = ["METRICS_FILE", "CSV_FILE", "TB_DIR", "RunLogger", "destinations", "read_metrics"]
 
 
 def _clean(value):
@@ -32,81 +57,115 @@ def _clean(value):
 
 
 def read_metrics(run_dir: str) -> list[dict]:
-    """All records of `<run_dir>/metrics.jsonl`, in order."""
-    with open(os.path.join(run_dir, METRICS_FILE)) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """All records of `<run_dir>/metrics.jsonl`, in order (a last line torn by a `kill -9` is not a record)."""
+    text, _ = complete_text(os.path.join(run_dir, METRICS_FILE))
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _wandb_on(cfg) -> bool:
+    return "wandb" in logger_backends(cfg) and cfg.logger.mode != "disabled"
+
+
+def destinations(cfg, run_dir: str) -> dict[str, str]:
+    """Where each active backend writes, `{name: path}` (for a run's header); wandb online names its project."""
+    out = {"jsonl": os.path.join(run_dir, METRICS_FILE)}
+    names = logger_backends(cfg)
+    if "csv" in names:
+        out["csv"] = os.path.join(run_dir, CSV_FILE)
+    if "tensorboard" in names:
+        out["tensorboard"] = os.path.join(run_dir, TB_DIR)
+    if _wandb_on(cfg):
+        online = cfg.logger.mode == "online"
+        out["wandb"] = f"online, project {cfg.logger.project}" if online else os.path.join(run_dir, WANDB_DIR)
+    return out
+
+
+def _truncate_jsonl(path: str, resume_from: int | None) -> None:
+    """Drop a torn last line and, on resume, every record whose step is past `resume_from` (atomic rewrite)."""
+    text, torn = complete_text(path)
+    if resume_from is None and not torn:
+        return
+    kept, unreadable = [], 0
+    for line in text.splitlines(keepends=True):
+        if not line.strip():
+            continue
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            unreadable += 1
+            continue
+        if resume_from is None or step <= resume_from:
+            kept.append(line)
+    if unreadable:
+        warnings.warn(f"{path}: dropped {unreadable} unreadable record(s) while resuming", stacklevel=3)
+    atomic_write(path, "".join(kept))
 
 
 class RunLogger:
-    """`log(metrics, step)`, `log_image(key, path, step)`, `close()`."""
+    """`log(metrics, step, **extra)`, `log_image(key, path, step)`, `close()`; also a context manager.
 
-    def __init__(self, cfg, run_dir: str, config_dict: dict | None = None):
+    Args:
+        cfg: the trainer config (`cfg.logger` is read: `backend`, `mode`, `project`, `group`, `exp_name`).
+        run_dir: the run directory; created if missing.
+        config_dict: the plain config, stored in wandb's run config.
+        resume_from: the step of the checkpoint the run resumed from, in the unit of `step` (collected frames
+            per agent: the restored iteration x frames per iteration), or None for a fresh run. Records with
+            a step greater than it are dropped from `metrics.jsonl` and `metrics.csv` (atomic rewrite:
+            a temporary file in the run directory, then `os.replace`) and hidden in TensorBoard (purge at
+            `resume_from + 1`); records at or before it are kept, so the restored iteration's own record and
+            its eval records (logged at that iteration's step) stay. wandb cannot drop history: see
+            `train.log_backends.WandbBackend`. With None, existing files are appended to (only a torn last
+            line is removed); refusing a reused run directory is the caller's job.
+    """
+
+    def __init__(self, cfg, run_dir: str, config_dict: dict | None = None, resume_from: int | None = None):
         self.run_dir = run_dir
         os.makedirs(run_dir, exist_ok=True)
-        self._fh = open(os.path.join(run_dir, METRICS_FILE), "a", buffering=1)
+        path = os.path.join(run_dir, METRICS_FILE)
+        if os.path.isfile(path):
+            _truncate_jsonl(path, resume_from)
         self._t0 = time.time()
-        self._wandb = None
-        lg = cfg.logger
-        if lg.backend == "wandb" and lg.mode != "disabled":
-            self._wandb = self._init_wandb(lg, run_dir, config_dict)
+        self._fh = open(path, "a", buffering=1)
+        self.backends = []
+        try:
+            self._open_backends(cfg, config_dict, resume_from)
+        except BaseException:
+            self.close()
+            raise
 
-    @staticmethod
-    def _init_wandb(lg, run_dir, config_dict):
-        os.environ.setdefault("WANDB_SILENT", "true")
-        try:
-            import wandb
-        except ImportError:  # pragma: no cover - wandb is a dependency
-            warnings.warn(
-                "logger.backend=wandb but wandb is not installed; logging to metrics.jsonl only", stacklevel=3
-            )
-            return None
-        id_file = os.path.join(run_dir, "wandb_id.txt")
-        if os.path.isfile(id_file):
-            with open(id_file) as fh:
-                run_id = fh.read().strip()
-        else:
-            run_id = uuid.uuid4().hex[:8]
-            with open(id_file, "w") as fh:
-                fh.write(run_id)
-        try:
-            return wandb.init(
-                project=lg.project,
-                group=lg.group,
-                name=lg.exp_name,
-                dir=run_dir,
-                mode=lg.mode,
-                id=run_id,
-                resume="allow",
-                config=config_dict,
-                settings=wandb.Settings(silent=True, console="off"),
-            )
-        except Exception as err:  # noqa: BLE001 - logging must not kill a training run
-            if lg.mode == "online":
-                raise RuntimeError(
-                    f"wandb online logging failed to start ({err}); run `wandb login`, or use "
-                    "logger.mode=offline or logger.backend=none"
-                ) from err
-            warnings.warn(f"wandb failed to start ({err}); logging to metrics.jsonl only", stacklevel=3)
-            return None
+    def _open_backends(self, cfg, config_dict, resume_from) -> None:
+        names = logger_backends(cfg)
+        if "csv" in names:
+            self.backends.append(CsvBackend(os.path.join(self.run_dir, CSV_FILE), resume_from))
+        if "tensorboard" in names:
+            self.backends.append(TensorBoardBackend(os.path.join(self.run_dir, TB_DIR), resume_from))
+        if _wandb_on(cfg):
+            backend = WandbBackend.open(cfg.logger, self.run_dir, config_dict)
+            if backend is not None:
+                self.backends.append(backend)
 
     def log(self, metrics: dict, step: int, **extra) -> None:
-        record = {"step": int(step), "wall_time": round(time.time() - self._t0, 3), **extra}
-        record.update({k: _clean(v) for k, v in metrics.items()})
+        step = int(step)
+        clean = {k: _clean(v) for k, v in metrics.items()}
+        record = {"step": step, "wall_time": round(time.time() - self._t0, 3), **extra, **clean}
         self._fh.write(json.dumps(record) + "\n")
-        if self._wandb is not None:
-            finite = {k: v for k, v in record.items() if v is not None and k not in ("step",)}
-            self._wandb.log(finite, step=int(step))
+        for backend in self.backends:
+            backend.log(step, clean, record)
 
     def log_image(self, key: str, path: str, step: int) -> None:
-        rel = os.path.relpath(path, self.run_dir)
-        self._fh.write(json.dumps({"step": int(step), key: rel}) + "\n")
-        if self._wandb is not None:
-            import wandb
-
-            self._wandb.log({key: wandb.Image(path)}, step=int(step))
+        step = int(step)
+        self._fh.write(json.dumps({"step": step, key: os.path.relpath(path, self.run_dir)}) + "\n")
+        for backend in self.backends:
+            backend.log_image(key, path, step)
 
     def close(self) -> None:
         self._fh.close()
-        if self._wandb is not None:
-            self._wandb.finish()
-            self._wandb = None
+        backends, self.backends = self.backends, []
+        for backend in backends:
+            backend.close()
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

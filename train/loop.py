@@ -2,8 +2,15 @@
 once per batch, fetches its metrics (the only host sync), evaluates the deterministic policy every
 `eval.test_interval` frames, writes checkpoints and logs, and draws a tqdm bar.
 
-Timing (Q6). `time/SPS-total` = frames collected in the iteration (all seeds) / the iteration's whole wall
-time, including its eval, checkpoint and logging, compile excluded (everything is compiled ahead, reported
+Order of a run (issue 11): everything is validated before anything is written (the run directory is free,
+the checkpoint intact and of this config's shapes, the data loads), then the run directory is locked
+(`train.rundir`) and written. Iteration k's record (with its evaluation) is logged before checkpoint k is
+written; a resumed run drops the records past the restored iteration (`RunLogger(resume_from=...)`), so
+after a crash and resume every iteration appears exactly once in `metrics.jsonl`.
+
+Timing (Q6). `time/SPS-total` = frames collected in the iteration (all seeds) / the wall time between the
+previous iteration's record and this one's: the jitted call, eval, logging and the previous checkpoint write
+(`time/checkpoint`, reported in the next record); compile excluded (everything is compiled ahead, reported
 once as `time/compile`), and excluding the diagnostic call below. Collection and update are one XLA
 program, so `time/SPS-collecting` comes from a separate compiled collect-only call on the current state
 every `logger.timing_interval` iterations (its result is discarded, so training is unaffected): frames /
@@ -16,6 +23,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,16 +32,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from train import parallel
-from train.checkpoint import CKPT_DIR, load_checkpoint, restore_state, save_checkpoint
+from train.checkpoint import CheckpointWriter, restore_state
 from train.config import ConfigError, num_iterations, to_dict, to_yaml
-from train.data import build_setup, load_features, save_features
+from train.data import build_setup, load_features
+from train.errors import RunWarning, TrainingDiverged
 from train.evaluate import eval_key, evaluate_policy, lane, make_episode_runner, save_history_png
 from train.loggers import RunLogger
 from train.ppo import TrainFns, make_train
-
-
-class TrainingDiverged(RuntimeError):
-    """A NaN or inf in the loss or the parameters; the last good checkpoint is kept."""
+from train.resume import load_resume, report_resume
+from train.rundir import check_run_dir, claim_run_dir, pin_paths, write_run_files
+from train.rundir import run_dir_of as resolve_run_dir
 
 
 @dataclass
@@ -66,34 +74,6 @@ def format_metric(x: float | None) -> str:
 
 
 # --------------------------------------------------------------------------------------- run directory
-def resolve_run_dir(cfg) -> str:
-    """`logger.run_dir`; else the resumed run's directory; else a new `<root_dir>/<exp_name>-<time>[-n]`."""
-    if cfg.logger.run_dir:
-        return str(cfg.logger.run_dir)
-    resume = cfg.checkpoint.resume
-    if resume:
-        path = os.path.abspath(str(resume))
-        if os.path.isfile(path):
-            path = os.path.dirname(path)
-        if os.path.basename(path) == CKPT_DIR:
-            path = os.path.dirname(path)
-        return path
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(str(cfg.logger.root_dir), f"{cfg.logger.exp_name}-{stamp}")
-    path, n = base, 1
-    while os.path.exists(path):
-        n += 1
-        path = f"{base}-{n}"
-    return path
-
-
-def _write_run_files(cfg, setup, run_dir: str) -> None:
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
-        fh.write(to_yaml(cfg))
-    save_features(os.path.join(run_dir, "features.json"), setup.features)
-
-
 def _build_setup(cfg, frame, run_dir: str, resumed: bool):
     """`build_setup`, with the feature statistics the run was trained with when it is resumed."""
     frozen = None
@@ -184,25 +164,40 @@ class _NullLogger:
         pass
 
 
-def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None) -> TrainResult:
+def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None, ckpt: dict | None = None) -> TrainResult:
     """Run (or resume) a training run. `frame`: an OHLCV DataFrame instead of `env.data_path`.
 
     `setup` (from `train.data.build_setup`) and `fns` (from `make_train`) can be passed in to reuse
-    compiled functions across runs of the same shapes (tests do this). Without `fns`, the device mesh
-    comes from `parallel.devices` (`train.parallel.make_mesh`). With several processes every process calls
-    this; only process 0 writes the run directory, logs, evaluates and checkpoints.
+    compiled functions across runs of the same shapes (tests do this); `ckpt` (from `load_checkpoint`) is
+    the checkpoint `checkpoint.resume` names, when the caller has loaded it already. Without `fns`, the device
+    mesh comes from `parallel.devices` (`train.parallel.make_mesh`). With several processes every process
+    calls this; only process 0 writes the run directory, logs, evaluates and checkpoints.
     """
     t_start = time.perf_counter()
+    main, resumed = parallel.is_main_process(), bool(cfg.checkpoint.resume)
     run_dir = resolve_run_dir(cfg)
-    resume = cfg.checkpoint.resume
-    ckpt = load_checkpoint(str(resume)) if resume else None
+    if main:
+        check_run_dir(run_dir, resume=resumed)
+    ckpt = (ckpt or load_resume(cfg)) if resumed else None
+    cfg = pin_paths(cfg, run_dir)
     if setup is None:
-        setup = _build_setup(cfg, frame, run_dir, resumed=ckpt is not None)
+        setup = _build_setup(cfg, frame, run_dir, resumed)
     fns = fns or make_train(cfg, setup.train.env, parallel.make_mesh(cfg))
-    if parallel.is_main_process():
-        _write_run_files(cfg, setup, run_dir)
     run = _TrainingRun(cfg, setup, fns, run_dir)
-    result = run.loop(run.compile(ckpt), ckpt)
+    runner = run.initial_runner(ckpt)  # checked against the checkpoint's shapes before anything is written
+    if ckpt is not None:
+        report_resume(cfg, setup, fns, ckpt, runner)
+    lock = claim_run_dir(run_dir, resumed) if main else None
+    try:
+        if main:
+            write_run_files(run_dir, to_yaml(cfg), setup.features)
+        run.open_checkpoints(ckpt)
+        run.compile(runner)
+        result = run.loop(runner, ckpt)
+    finally:
+        run.close_checkpoints()
+        if lock is not None:
+            lock.release()
     result.metrics.update(run.timing_summary())
     result.metrics["time/wall"] = time.perf_counter() - t_start
     return result
@@ -222,6 +217,7 @@ class _TrainingRun:
         self.sps_collect = float("nan")
         self.sps_collect_all, self.sps_total_all = [], []
         self.last_train_reward, self.last_eval = float("nan"), float("nan")
+        self.writer, self.t_mark, self.t_checkpoint = None, None, None
 
     def policy_view(self, state):
         """The policy for evaluation and checkpoints; with a mesh, NumPy copies (a collective: every
@@ -229,14 +225,42 @@ class _TrainingRun:
         pair = (state.train.params, state.train.batch_stats)
         return pair if self.fns.mesh is None else self.fns.to_host(pair)
 
-    def compile(self, ckpt):
-        """The initial (or restored) runner, with the iteration, collection and evaluation compiled ahead."""
+    def initial_runner(self, ckpt):
+        """The initial runner, or the checkpoint's state in its place (ConfigError on other shapes)."""
+        t0 = time.perf_counter()
+        runner = self.fns.init(self.env_params, self.seed_keys)
+        if ckpt is not None:
+            try:
+                runner = self.fns.place_runner(restore_state(runner, ckpt))
+            except ValueError as err:
+                raise ConfigError(f"checkpoint.resume={self.cfg.checkpoint.resume}: {err}") from None
+        self.start_it = int(parallel.first_value(runner.iteration))
+        self.t_init = time.perf_counter() - t0
+        return runner
+
+    def open_checkpoints(self, ckpt) -> None:
+        """Process 0's checkpoint writer; on resume, the checkpoints past the restored one (damaged ones the
+        resume skipped) are deleted, so the resumed run writes its own."""
+        if not (self.main_process and self.cfg.checkpoint.enabled):
+            return
+        self.writer = CheckpointWriter(self.run_dir, int(self.cfg.checkpoint.keep))
+        if ckpt is not None:
+            gone = self.writer.discard_after(ckpt["iteration"])
+            if gone:
+                warnings.warn(
+                    f"resume: deleted the checkpoints past the restored {ckpt['path']}: {', '.join(gone)}",
+                    RunWarning,
+                    stacklevel=2,
+                )
+
+    def close_checkpoints(self) -> None:
+        if self.writer is not None:
+            self.writer.close()  # waits for a write in flight
+
+    def compile(self, runner) -> None:
+        """The iteration, collection and evaluation compiled ahead for `runner`'s shapes."""
         cfg, fns = self.cfg, self.fns
         t0 = time.perf_counter()
-        runner = fns.init(self.env_params, self.seed_keys)
-        if ckpt is not None:
-            runner = fns.place_runner(restore_state(runner, ckpt))
-        self.start_it = int(parallel.first_value(runner.iteration))
         self.iteration = compile_ahead(fns.iteration, self.env_params, runner, cache=fns.compiled)
         timed = cfg.logger.timing_interval
         self.collect = compile_ahead(fns.collect, self.env_params, runner, cache=fns.compiled) if timed else None
@@ -245,8 +269,7 @@ class _TrainingRun:
         view = self.policy_view(runner) if cfg.eval.enabled else None
         if self.evaluator is not None:
             self.evaluator.compile(*view, eval_key(int(cfg.seed), 0))
-        self.t_compile = time.perf_counter() - t0
-        return runner
+        self.t_compile = self.t_init + time.perf_counter() - t0
 
     def timing_summary(self) -> dict[str, float]:
         """The last collection SPS, the medians over this process's iterations (the last iteration's own SPS
@@ -260,30 +283,22 @@ class _TrainingRun:
         }
 
     def save(self, state, it: int, frames: int) -> str | None:
-        """Checkpoint `state` (every process takes part with a mesh; process 0 writes)."""
-        cfg = self.cfg
-        if not cfg.checkpoint.enabled:
+        """Checkpoint `state` (every process takes part with a mesh; process 0 writes, in the background)."""
+        if not self.cfg.checkpoint.enabled:
             return None
         if self.fns.mesh is not None:
             state = self.fns.to_host(state)
-        if not self.main_process:
+        if self.writer is None:
             return None
-        policy = {"params": state.train.params, "batch_stats": state.train.batch_stats}
         meta = {
             "frames": frames,
             "num_seeds": self.num_seeds,
             "obs_dim": self.setup.obs_dim,
             "num_actions": self.setup.num_actions,
+            "data": self.setup.data,
         }
-        return save_checkpoint(
-            self.run_dir,
-            state,
-            iteration=it,
-            config_yaml=self.cfg_yaml,
-            policy=policy,
-            keep=int(cfg.checkpoint.keep),
-            meta=meta,
-        )
+        policy = {"params": state.train.params, "batch_stats": state.train.batch_stats}
+        return self.writer.save(state, iteration=it, config_yaml=self.cfg_yaml, policy=policy, meta=meta)
 
     def _progress_bar(self, n_it: int, start_it: int):
         fns, K, F = self.fns, self.num_seeds, self.frames_per_iteration
@@ -302,7 +317,10 @@ class _TrainingRun:
     def loop(self, runner, ckpt) -> TrainResult:
         """Iterate from the runner's iteration to the stop; the logger and the bar are closed on the way out."""
         cfg, fns, F, start_it = self.cfg, self.fns, self.frames_per_iteration, self.start_it
-        self.logger = RunLogger(cfg, self.run_dir, to_dict(cfg)) if self.main_process else _NullLogger()
+        resumed_step = start_it * F if ckpt is not None else None  # later records are dropped (train/loggers.py)
+        self.logger = (
+            RunLogger(cfg, self.run_dir, to_dict(cfg), resume_from=resumed_step) if self.main_process else _NullLogger()
+        )
         n_it = num_iterations(cfg)
         stop = n_it if cfg.collector.stop_at_iteration is None else min(n_it, int(cfg.collector.stop_at_iteration))
         self.result = TrainResult(run_dir=self.run_dir, runner=runner, iteration=start_it)
@@ -331,26 +349,34 @@ class _TrainingRun:
         return self.result
 
     def _iterate(self, runner, it: int, start_it: int, last: bool):
-        """One iteration with its timing, evaluation, checkpoint and log record."""
+        """One iteration with its timing and evaluation, its log record, then its checkpoint."""
         K, F = self.num_seeds, self.frames_per_iteration
         t_it = time.perf_counter()
         new_runner, metrics = self.iteration(self.env_params, runner)
         metrics = self.fns.to_host(metrics)  # the one host sync of the iteration (replicated: no collective)
         t_train = time.perf_counter() - t_it
         frames = (it + 1) * F
-        if not bool(np.all(metrics.pop("train/finite"))):
-            self._diverged(metrics, it, frames)
+        finite, finite_data = metrics.pop("train/finite"), metrics.pop("train/finite_data", True)
+        if not bool(np.all(finite)):
+            self._diverged(metrics, it, frames, data_ok=bool(np.all(finite_data)))
         runner = new_runner
         log = reduce_seeds(metrics)
         log["time/iteration"] = t_train
+        if self.t_checkpoint is not None:  # the previous iteration's checkpoint, written after its record
+            log["time/checkpoint"], self.t_checkpoint = self.t_checkpoint, None
         t_collect = self._time_collect(runner, it, start_it, log)
-        self._evaluate_and_save(runner, it, frames, last, log)
+        save = self._evaluate(runner, it, frames, last, log)
         self.frames_this_run += K * F
         # the diagnostic collect-only call is not part of training: excluded
-        log["time/SPS-total"] = K * F / (time.perf_counter() - t_it - t_collect)
+        now = time.perf_counter()
+        log["time/SPS-total"] = K * F / (now - (self.t_mark or t_it) - t_collect)
         self.sps_total_all.append(log["time/SPS-total"])
-        log["time/speed"] = self.frames_this_run / (time.perf_counter() - self.t_loop)
+        log["time/speed"] = self.frames_this_run / (now - self.t_loop)
         self.logger.log(log, step=frames, iteration=it + 1)
+        self.t_mark = time.perf_counter()
+        if save:
+            self.result.checkpoint = self.save(runner, it + 1, frames)
+            self.t_checkpoint = time.perf_counter() - self.t_mark
         result = self.result
         result.metrics, result.iteration, result.runner = log, it + 1, runner
         if math.isfinite(log.get("train/reward", float("nan"))):
@@ -362,15 +388,27 @@ class _TrainingRun:
             )
         return runner
 
-    def _diverged(self, metrics: dict, it: int, frames: int):
+    def _diverged(self, metrics: dict, it: int, frames: int, data_ok: bool):
+        """Log the bad record and stop; nothing is checkpointed from the non-finite state."""
         bad = reduce_seeds(metrics)
         self.logger.log(bad, step=frames, iteration=it + 1, diverged=True)
         where = self.result.checkpoint or "none was written yet"
+        if data_ok:
+            o = self.cfg.optim
+            hint = (
+                "The batch was finite, so training diverged: lower optim.lr (now "
+                f"{o.lr:g}) or optim.max_grad_norm (now {o.max_grad_norm:g}), or keep optim.anneal_lr=true."
+            )
+        else:
+            hint = (
+                "The observation or reward batch was already non-finite: check the data and features first "
+                "(NaN, zero or extreme prices in env.data_path, env.features), not the optimiser."
+            )
         raise TrainingDiverged(
-            f"non-finite loss or parameters at iteration {it + 1} (frames {frames}): "
-            f"train/loss={format_metric(bad.get('train/loss'))}, "
-            f"train/grad_norm={format_metric(bad.get('train/grad_norm'))}. "
-            f"Stopping; the last good checkpoint is kept: {where}. Try a lower optim.lr or optim.max_grad_norm."
+            f"non-finite loss, gradient, parameters or BatchNorm statistics at iteration {it + 1} (frames "
+            f"{frames}): train/loss={format_metric(bad.get('train/loss'))}, "
+            f"train/grad_norm={format_metric(bad.get('train/grad_norm'))}. {hint} "
+            f"Stopping; the last good checkpoint is kept: {where}."
         )
 
     def _time_collect(self, runner, it: int, start_it: int, log: dict) -> float:
@@ -386,8 +424,9 @@ class _TrainingRun:
         self.sps_collect_all.append(self.sps_collect)
         return t_collect
 
-    def _evaluate_and_save(self, runner, it: int, frames: int, last: bool, log: dict) -> None:
-        """After the first iteration, when `eval.test_interval` frames are crossed, and at the end."""
+    def _evaluate(self, runner, it: int, frames: int, last: bool, log: dict) -> bool:
+        """Evaluate after the first iteration, when `eval.test_interval` frames are crossed, and at the end;
+        returns whether this iteration is checkpointed (the same moments)."""
         cfg, F = self.cfg, self.frames_per_iteration
         interval = int(cfg.eval.test_interval)
         crossed = (it * F) // interval < frames // interval
@@ -400,7 +439,4 @@ class _TrainingRun:
                 self.result.evaluation = ev
                 self.last_eval = ev.get("eval/reward", ev.get("eval/train_reward", float("nan")))
             log["time/eval"] = time.perf_counter() - t_e
-        if cfg.checkpoint.enabled and (crossed or last or (cfg.eval.enabled and it == 0)):
-            t_s = time.perf_counter()
-            self.result.checkpoint = self.save(runner, it + 1, frames)
-            log["time/checkpoint"] = time.perf_counter() - t_s
+        return bool(cfg.checkpoint.enabled and (crossed or last or (cfg.eval.enabled and it == 0)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from train.networks import policy
+from train.networks import apply_loss_forward, policy
 
 ADV_STD_FLOOR = 1e-6  # torch float32 finfo.resolution, as torchrl's advantage normalisation
 
@@ -42,8 +42,11 @@ def compute_gae(rewards, values, next_values, terminated, dones, gamma: float, g
 
 
 def normalize_advantages(advantages):
-    """`(A - mean) / max(std_unbiased, 1e-6)` over the whole minibatch."""
+    """`(A - mean) / max(std_unbiased, 1e-6)` over the whole minibatch; a minibatch of one element is returned
+    unchanged, as torchrl skips the normalisation there (`advantage.numel() > 1`)."""
     n = advantages.size
+    if n == 1:
+        return advantages
     mean = jnp.mean(advantages)
     var = jnp.sum(jnp.square(advantages - mean)) / max(n - 1, 1)
     return (advantages - mean) / jnp.maximum(jnp.sqrt(var), ADV_STD_FLOOR)
@@ -79,8 +82,9 @@ def ppo_loss_terms(
     """ClipPPOLoss on one minibatch. Shapes: `logits [B, A]`, everything else `[B]`.
 
     Returns `(total_loss, terms)`; `terms` holds `loss_objective`, `loss_critic`, `loss_entropy` (each as
-    torchrl reports it: coefficients applied, entropy term negative), `entropy`, `approx_kl`
-    (`mean((ratio - 1) - log ratio)`) and `clip_fraction` (`mean(|ratio - 1| > eps)`).
+    torchrl reports it: coefficients applied, entropy term negative), `entropy`, `approx_kl` (the k3 estimator
+    `mean((ratio - 1) - log ratio)`), `kl_approx` (torchrl's k1 estimator `mean(old_log_prob - log_prob)`) and
+    `clip_fraction` (`mean(|ratio - 1| > eps)`).
     """
     adv = normalize_advantages(advantages) if normalize_advantage else advantages
     dist = policy(logits)
@@ -99,9 +103,32 @@ def ppo_loss_terms(
         "loss_entropy": loss_entropy,
         "entropy": entropy,
         "approx_kl": jax.lax.stop_gradient(jnp.mean((ratio - 1.0) - log_ratio)),
+        "kl_approx": jax.lax.stop_gradient(-jnp.mean(log_ratio)),
         "clip_fraction": jax.lax.stop_gradient(jnp.mean((jnp.abs(ratio - 1.0) > clip_epsilon).astype(jnp.float32))),
     }
     return total, terms
+
+
+def minibatch_loss(network, params, batch_stats, batch, key, clip_epsilon, *, trunk_passes: int = 1, **loss_kw):
+    """The PPO loss of one minibatch `(obs, action, old_log_prob, advantage, target)` from the network in
+    training mode (`networks.apply_loss_forward`: `trunk_passes` 2 as ClipPPOLoss, or 1).
+    Returns `(total, (terms, new_batch_stats))`, ready for `jax.value_and_grad(..., has_aux=True)`."""
+    obs, action, old_log_prob, adv, target = batch
+    logits, value, batch_stats = apply_loss_forward(network, params, batch_stats, obs, key, trunk_passes)
+    total, terms = ppo_loss_terms(logits, value, action, old_log_prob, adv, target, clip_epsilon, **loss_kw)
+    return total, (terms, batch_stats)
+
+
+def minibatch_loss_kwargs(cfg) -> dict:
+    """`minibatch_loss`'s keyword arguments from a trainer config's `loss` group."""
+    lo = cfg.loss
+    return dict(
+        trunk_passes=int(lo.trunk_passes),
+        critic_coeff=float(lo.critic_coeff),
+        entropy_coeff=float(lo.entropy_coeff),
+        loss_critic_type=str(lo.loss_critic_type),
+        normalize_advantage=bool(lo.normalize_advantage),
+    )
 
 
 def explained_variance(values, targets):

@@ -159,6 +159,35 @@ def apply_mode(network: ActorCritic, params, batch_stats, obs, key, train: bool)
     return logits, value, batch_stats
 
 
+def apply_values(network: ActorCritic, params, batch_stats, obs, next_obs, key, train: bool, passes: int = 2):
+    """`(V(obs), V(next_obs), batch_stats)` for GAE. `passes=2`: two forwards, obs then next_obs, as torchrl's
+    GAE with `deactivate_vmap=True` calls the critic (spec §6.4): in training mode each half is normalised with
+    its own batch statistics and dropout mask, and the running statistics are updated twice, obs first.
+    `passes=1`: one forward over `concat([obs, next_obs])` (one set of batch statistics, one update). In eval
+    mode both give the same values."""
+    if passes == 1:
+        n = obs.shape[0]
+        _, v, batch_stats = apply_mode(network, params, batch_stats, jnp.concatenate([obs, next_obs]), key, train)
+        return v[:n], v[n:], batch_stats
+    k_obs, k_next = jax.random.split(key)
+    _, values, batch_stats = apply_mode(network, params, batch_stats, obs, k_obs, train)
+    _, next_values, batch_stats = apply_mode(network, params, batch_stats, next_obs, k_next, train)
+    return values, next_values, batch_stats
+
+
+def apply_loss_forward(network: ActorCritic, params, batch_stats, obs, key, trunk_passes: int = 1):
+    """Training-mode `(logits, values, batch_stats)` for the PPO loss. `trunk_passes=2`: ClipPPOLoss's
+    structure (spec §6.4), the shared trunk run once for the actor (logits) and once for the critic (values),
+    each with its own dropout mask and running-stat update, actor first. `trunk_passes=1`: one pass, one
+    mask, one update (the same loss and gradient when dropout is off; the running statistics differ)."""
+    if trunk_passes == 1:
+        return apply_train(network, params, batch_stats, obs, key)
+    k_actor, k_critic = jax.random.split(key)
+    logits, _, batch_stats = apply_train(network, params, batch_stats, obs, k_actor)
+    _, values, batch_stats = apply_train(network, params, batch_stats, obs, k_critic)
+    return logits, values, batch_stats
+
+
 def policy(logits) -> distrax.Categorical:
     return distrax.Categorical(logits=logits)
 

@@ -9,6 +9,9 @@
 * `iteration(env_params, runner) -> (runner, metrics)`: collect `frames_per_batch // num_envs` steps of
   `num_envs` auto-resetting lanes with `lax.scan` over the vmapped `env.step`; then `ppo_epochs` x
   (values + GAE over time, a shuffled permutation split into minibatches, `lax.scan` of Adam updates).
+  BatchNorm pass structure (spec §6.4): V(s) and V(s') in two forwards as the reference (`loss.gae_passes`);
+  the loss runs the trunk once, or once for the actor and once for the critic as the reference
+  (`loss.trunk_passes=2`, 1.4-1.5x the iteration time on CPU).
   The reference's semantics (spec §6.4) with its bugs fixed: correct GAE (Q3), truncation bootstraps from
   `info["final_observation"]`, LR and clip-ε really anneal (Q4), `train/reward` covers every episode that
   ended (Q5), honest wall-time SPS (Q6).
@@ -37,8 +40,8 @@ import optax
 
 from train import parallel
 from train.config import ConfigError, num_iterations, num_minibatches, steps_per_iteration
-from train.losses import compute_gae, explained_variance, ppo_loss_terms
-from train.networks import apply_mode, apply_train, init_variables, make_network, policy
+from train.losses import compute_gae, explained_variance, minibatch_loss, minibatch_loss_kwargs
+from train.networks import apply_mode, apply_values, init_variables, make_network, policy
 from train.parallel import seeds_sharded
 
 
@@ -133,10 +136,24 @@ def make_schedules(cfg, total_updates: int):
     return lr_schedule, clip_schedule
 
 
+TORCH_CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ divides by norm + 1e-6
+
+
+def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
+    """`torch.nn.utils.clip_grad_norm_`: scale every gradient by `min(1, max_norm / (norm + 1e-6))`
+    (`optax.clip_by_global_norm` divides by the norm alone)."""
+
+    def scale(updates, params=None):
+        coef = jnp.minimum(1.0, max_norm / (optax.tree.norm(updates) + TORCH_CLIP_EPS))
+        return jax.tree.map(lambda g: g * coef.astype(g.dtype), updates)
+
+    return optax.stateless(scale)
+
+
 def make_optimizer(cfg, lr_schedule):
-    """`chain(clip_by_global_norm, [L2 weight decay as torch Adam], adam)`."""
+    """`chain(clip_by_global_norm as torch, [L2 weight decay as torch Adam], adam)`."""
     o = cfg.optim
-    parts = [optax.clip_by_global_norm(float(o.max_grad_norm))]
+    parts = [clip_by_global_norm_torch(float(o.max_grad_norm))]
     if o.weight_decay:
         parts.append(optax.add_decayed_weights(float(o.weight_decay)))
     parts.append(optax.adam(learning_rate=lr_schedule, eps=float(o.eps)))
@@ -169,12 +186,8 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
     gamma, lam = float(cfg.loss.gamma), float(cfg.loss.gae_lambda)
     collect_train = bool(cfg.model.collect_train_mode)
     recompute = bool(cfg.loss.recompute_advantage)
-    loss_kw = dict(
-        critic_coeff=float(cfg.loss.critic_coeff),
-        entropy_coeff=float(cfg.loss.entropy_coeff),
-        loss_critic_type=str(cfg.loss.loss_critic_type),
-        normalize_advantage=bool(cfg.loss.normalize_advantage),
-    )
+    gae_passes = int(cfg.loss.gae_passes)
+    loss_kw = minibatch_loss_kwargs(cfg)
 
     K = int(cfg.num_seeds)
     seed_mode = seeds_sharded(K, mesh)
@@ -248,24 +261,25 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
 
     # ---- advantages -------------------------------------------------------------------------
     def _calculate_gae(ts: TrainState, traj: Transition, key):
-        """Values of obs and true next obs in one forward pass (as torchrl's GAE), then GAE over time."""
-        x = jnp.concatenate([traj.obs.reshape(B, obs_dim), traj.next_obs.reshape(B, obs_dim)])
-        x = constrain(x, parallel.DATA_AXIS)  # [2B, obs_dim]: the forward pass split over the devices
-        _, v, batch_stats = apply_mode(network, ts.params, ts.batch_stats, x, key, collect_train)
-        values, next_values = v[:B].reshape(T, N), v[B:].reshape(T, N)
+        """Values of obs and of the true next obs, then GAE over time. `loss.gae_passes=2` (default): two
+        forwards, obs then next obs, each normalised with its own BatchNorm batch statistics and updating the
+        running statistics in that order, as torchrl's GAE with `deactivate_vmap=True` (spec §6.4); 1: one
+        forward over both (one set of batch statistics, one update). Eval mode: the same values either way."""
+        obs, next_obs = constrain((traj.obs.reshape(B, obs_dim), traj.next_obs.reshape(B, obs_dim)), parallel.DATA_AXIS)
+        v, nv, batch_stats = apply_values(
+            network, ts.params, ts.batch_stats, obs, next_obs, key, collect_train, gae_passes
+        )
+        values, next_values = v.reshape(T, N), nv.reshape(T, N)
         adv, targets = compute_gae(traj.reward, values, next_values, traj.terminated, traj.done, gamma, lam)
         return ts._replace(batch_stats=batch_stats), adv, targets, values
 
     # ---- update -----------------------------------------------------------------------------
     def _update_minibatch(ts: TrainState, xs):
-        batch, key = xs
-        obs, action, old_log_prob, adv, target = batch
+        batch, key = xs  # batch: (obs, action, old_log_prob, advantage, target)
         clip = clip_schedule(ts.update_step)
 
         def _loss_fn(params):
-            logits, value, batch_stats = apply_train(network, params, ts.batch_stats, obs, key)
-            total, terms = ppo_loss_terms(logits, value, action, old_log_prob, adv, target, clip, **loss_kw)
-            return total, (terms, batch_stats)
+            return minibatch_loss(network, params, ts.batch_stats, batch, key, clip, **loss_kw)
 
         (loss, (terms, batch_stats)), grads = jax.value_and_grad(_loss_fn, has_aux=True)(ts.params)
         updates, opt_state = tx.update(grads, ts.opt_state, ts.params)
@@ -308,7 +322,10 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
             _update_epoch, (ts, traj, adv, targets), jax.random.split(k_epochs, epochs)
         )
         metrics = _metrics(traj, episodes, terms, ev[0] if recompute else ev0)
-        metrics["train/finite"] = _all_finite(ts.params) & jnp.isfinite(metrics["train/loss"])
+        # NaN guard (train.loop stops on False): every loss term and gradient norm of every update, the new
+        # params and BatchNorm statistics; and, for the hint, whether the batch itself was finite
+        metrics["train/finite"] = _all_finite((terms, ts.params, ts.batch_stats))
+        metrics["train/finite_data"] = _all_finite((traj.obs, traj.next_obs, traj.reward))
         runner = runner._replace(train=ts, key=key, iteration=runner.iteration + 1)
         return runner, metrics
 
@@ -332,7 +349,8 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
             "train/loss_entropy": mean(terms["loss_entropy"]),
             "train/loss": mean(terms["loss"]),
             "train/entropy": mean(terms["entropy"]),
-            "train/approx_kl": mean(terms["approx_kl"]),
+            "train/approx_kl": mean(terms["approx_kl"]),  # k3: mean((ratio - 1) - log ratio)
+            "train/kl_approx": mean(terms["kl_approx"]),  # torchrl's k1: mean(old_log_prob - log_prob)
             "train/clip_fraction": mean(terms["clip_fraction"]),
             "train/grad_norm": mean(terms["grad_norm"]),
             "train/explained_variance": ev,

@@ -108,6 +108,30 @@ def _metrics_max_rel(base_metrics, other_metrics) -> float:
     return worst
 
 
+def _per_iteration(cfg, setup, fns1, fns4, iters=ITERS) -> list[dict]:
+    """From the 1-device run's state after each iteration, one more iteration on 1 and on 4 devices: the
+    difference one iteration makes (float32 reduction order only), before any compounding."""
+    import jax
+
+    keys = jax.random.split(jax.random.PRNGKey(int(cfg.seed)), int(cfg.num_seeds))
+    env1, keys1 = fns1.place_inputs(setup.train.params, keys)
+    env4, _ = fns4.place_inputs(setup.train.params, keys)
+    runner = fns1.init(env1, keys1)
+    out = []
+    for _ in range(iters):
+        one, m1 = fns1.iteration(env1, runner)
+        four, m4 = fns4.iteration(env4, fns4.place_runner(jax.device_get(runner)))
+        a, b = fns1.to_host(one), fns4.to_host(four)
+        out.append(
+            {
+                "params_max_abs": _max_abs(a.train.params, b.train.params),
+                "metrics_max_rel": _metrics_max_rel([fns1.to_host(m1)], [fns4.to_host(m4)]),
+            }
+        )
+        runner = one
+    return out
+
+
 def _compare(fns, base, other) -> dict:
     """Distances between two end states of the same run (host copies)."""
     import numpy as np
@@ -159,6 +183,7 @@ def mode_devices(out_path: str) -> None:
             for k in a
         ),
         "four": dict(_compare(fns, base, four), metrics_max_rel=_metrics_max_rel(base_m, four_m)),
+        "four_per_iteration": _per_iteration(cfg, setup, fns, fns4),
         "uneven_error": error,
     }
     with open(out_path, "w") as fh:

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from tests.support import tb_events
 from tests.support.paths import REPO_ROOT
 from tests.support.train_synth import sine_frame
 from train.loggers import read_metrics
@@ -34,6 +35,7 @@ def test_cli_smoke_run(tmp_path):
         "num_seeds=2",
         "eval.train_max_steps=40",
         "logger.mode=offline",
+        "logger.backend=[wandb,tensorboard,csv]",
         f"logger.run_dir={run_dir}",
     ]
     env = dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true")
@@ -43,9 +45,11 @@ def test_cli_smoke_run(tmp_path):
     records = read_metrics(str(run_dir))
     last = [r for r in records if "train/loss" in r][-1]
     assert last["iteration"] == 3 and "train/reward_seed_std" in last and "eval/reward_seed_std" in last
-    assert os.path.isfile(run_dir / "checkpoints" / "ckpt_00000003.msgpack")
+    assert os.path.isdir(run_dir / "checkpoints" / "ckpt_00000003")
     assert any(name.endswith(".png") for name in os.listdir(run_dir / "plots"))
     assert os.path.isdir(run_dir / "wandb")
+    assert [s for s, _ in tb_events.scalars(str(run_dir / "tensorboard"))["train/loss"]] == [64, 128, 192]
+    assert "train/loss" in (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert (run_dir / "config.yaml").read_text().count("num_seeds: 2") == 1
 
 

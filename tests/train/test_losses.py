@@ -107,6 +107,10 @@ def test_ppo_loss_terms_match_numpy():
     np.testing.assert_allclose(float(terms["loss_critic"]), critic, rtol=1e-5)
     np.testing.assert_allclose(float(total), obj + critic - 0.01 * ent, rtol=1e-5)
     np.testing.assert_allclose(float(terms["approx_kl"]), np.mean((ratio - 1) - np.log(ratio)), rtol=1e-4)
+    # torchrl's kl_approx is the k1 estimator mean(old - new); here the log-prob noise makes it differ from k3
+    k1 = np.mean(old_lp - lp[np.arange(B), actions])
+    np.testing.assert_allclose(float(terms["kl_approx"]), k1, rtol=1e-4)
+    assert abs(k1 - np.mean((ratio - 1) - np.log(ratio))) > 1e-3
     np.testing.assert_allclose(float(terms["clip_fraction"]), np.mean(np.abs(ratio - 1) > eps), rtol=1e-6)
 
 
@@ -115,6 +119,17 @@ def test_advantage_normalisation_floor():
     np.testing.assert_allclose(np.asarray(normalize_advantages(const)), 0.0)
     x = jnp.asarray([1.0, 2.0, 4.0])
     np.testing.assert_allclose(np.asarray(normalize_advantages(x)), (x - x.mean()) / np.std(x, ddof=1), rtol=1e-6)
+
+
+def test_minibatch_of_one_skips_advantage_normalisation():
+    """torchrl normalises only when the advantage has more than one element; the loss then uses the raw A."""
+    np.testing.assert_array_equal(np.asarray(normalize_advantages(jnp.asarray([2.5]))), [2.5])
+    logits = jnp.asarray([[0.2, -0.1, 0.4]])
+    old_lp = float(jax.nn.log_softmax(logits)[0, 1]) - 0.05  # ratio exp(0.05) = 1.051, inside the clip range
+    total, terms = ppo_loss_terms(
+        logits, jnp.asarray([0.3]), jnp.asarray([1]), jnp.asarray([old_lp]), jnp.asarray([2.5]), jnp.asarray([1.0]), 0.1
+    )
+    np.testing.assert_allclose(float(terms["loss_objective"]), -np.exp(0.05) * 2.5, rtol=1e-5)
 
 
 def test_explained_variance():

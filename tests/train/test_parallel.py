@@ -17,6 +17,11 @@ which Adam rescales into steps of up to lr = 2.5e-4 each, without changing the n
 BatchNorm running means follow those biases. Hence the bounds below: 1e-4 (0.4 lr) on parameters and
 BatchNorm statistics, 1e-5 on training-mode outputs, 5e-5 on eval-mode outputs, 1e-4 relative on the logged
 metrics.
+
+"The same as one device" is a per-iteration statement (train/SCALING.md): one iteration from the same state on 4
+devices and on 1 differs by reduction order only (measured: params 1.8e-5, 2.7e-6, 4.7e-7 for iterations 1-3,
+metrics 2.1e-6 relative); over a run the differences compound (a probe saw 0.44 relative on a metric after 8
+iterations on 2 devices), so long runs are compared statistically, not value by value.
 """
 
 import json
@@ -131,7 +136,13 @@ def test_four_devices_match_one_device(tmp_path):
     assert r["num_devices"] == 4 and not r["seeds_sharded"]
     # a 1-device mesh runs the same program as no mesh: bit-identical state and metrics
     assert r["one_device_mesh_max_abs"] == 0.0 and r["one_device_mesh_metrics_equal"]
-    _assert_equivalent(r["four"])  # 4 devices, envs sharded, same global batch
+    _assert_equivalent(r["four"])  # 4 devices, envs sharded, same global batch, after 3 iterations
+    # "the same as one device" is per iteration: one iteration from the same state differs by float32 reduction
+    # order only; over a run these differences compound (train/SCALING.md, "What equal means")
+    per_iteration = r["four_per_iteration"]
+    assert len(per_iteration) == 3
+    for d in per_iteration:
+        assert d["params_max_abs"] <= PARAMS_ATOL and d["metrics_max_rel"] <= METRICS_RTOL, per_iteration
     assert "env.num_envs=6 does not split over 4 devices" in r["uneven_error"]
 
 
@@ -140,7 +151,7 @@ def test_seeds_sharded_over_devices_train_and_resume(tmp_path):
     r = _worker("seeds", tmp_path / "seeds.json", tmp_path)
     assert r["num_devices"] == 4 and r["seeds_sharded"] and not r["seeds_sharded_k2"]
     assert r["param_sharding"] == "P('data',)" and r["obs_sharding"] == "P('data',)"  # [K, ...] split over seeds
-    assert r["iterations"] == [2, 1, 2] and r["checkpoint"] == "ckpt_00000002.msgpack"
+    assert r["iterations"] == [2, 1, 2] and r["checkpoint"] == "ckpt_00000002"
     assert r["eval_keys"] == ["eval/reward", "eval/reward_seed_std"]
     assert r["resume_max_abs"] == 0.0  # 1 iteration + resume 1 == 2 iterations, on the same mesh
     _assert_equivalent(r["vs_single_device"], metrics=False)
@@ -218,5 +229,5 @@ def test_two_processes_hold_identical_parameters(tmp_path):
     train_records = [r for r in records if "train/loss" in r]
     assert [r["iteration"] for r in train_records] == [1, 2, 3]
     assert "eval/reward" in train_records[-1]
-    assert os.path.isfile(run_dir / "checkpoints" / "ckpt_00000003.msgpack")
+    assert os.path.isdir(run_dir / "checkpoints" / "ckpt_00000003")
     assert "PPO summary" in outputs[0][1] and "PPO summary" not in outputs[1][1]

@@ -10,44 +10,22 @@ import jax
 import numpy as np
 import pytest
 
-from tests.support.train_synth import sine_frame
 from train.checkpoint import latest_checkpoint, load_checkpoint, restore_state, save_checkpoint
 from train.config import load_config, to_yaml
 from train.data import build_setup
 from train.loggers import read_metrics
-from train.ppo import TrainingDiverged, config_from_argv, make_train, train
+from train.ppo import TrainingDiverged, clip_by_global_norm_torch, config_from_argv, train
 
 ITERS, EPOCHS, MINIBATCHES = 4, 2, 3
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ppo")
-    data = root / "sine.csv"
-    sine_frame(600).to_csv(data)
-    args = [
-        f"env.data_path={data}",
-        "env.test_split_start=2024-01-21 20:00",
-        "env.window_sizes=[8]",
-        "env.num_envs=8",
-        "collector.frames_per_batch=64",
-        f"collector.total_frames={64 * ITERS}",
-        f"loss.mini_batch_size={64 // MINIBATCHES}",
-        f"loss.ppo_epochs={EPOCHS}",
-        "model.hidden_size=16",
-        "model.num_layers=2",
-        "logger.backend=none",
-        "logger.progress=false",
-        "eval.test_interval=128",
-        "eval.train_max_steps=50",
-        "logger.timing_interval=2",
-        "checkpoint.keep=10",
-    ]
-    cfg = load_config(args + [f"logger.run_dir={root / 'full'}"])
-    setup = build_setup(cfg)
-    fns = make_train(cfg, setup.train.env)
-    full = train(cfg, setup=setup, fns=fns)
-    return dict(root=root, args=args, setup=setup, fns=fns, full=full, data=data)
+def tiny(tiny_trainer):
+    """The session's compiled tiny trainer (tests/train/conftest.py) and its full run."""
+    t = tiny_trainer
+    cfg = load_config(t.args + [f"logger.run_dir={t.root / 'full'}"])
+    full = train(cfg, setup=t.setup, fns=t.fns)
+    return dict(root=t.root, args=t.args, setup=t.setup, fns=t.fns, full=full, data=t.data)
 
 
 def _run(tiny, *extra):
@@ -73,6 +51,7 @@ def test_full_run_outputs(tiny):
         "train/lr",
         "train/clip_epsilon",
         "train/approx_kl",
+        "train/kl_approx",
         "train/clip_fraction",
         "train/explained_variance",
         "time/SPS-total",
@@ -86,9 +65,30 @@ def test_full_run_outputs(tiny):
     )
     assert os.path.isfile(os.path.join(run_dir, "plots", "history_000000000256.png"))
     assert os.path.isfile(os.path.join(run_dir, "plots", "train_history_000000000256.png"))
-    assert latest_checkpoint(run_dir).endswith("ckpt_00000004.msgpack")
+    assert latest_checkpoint(run_dir).endswith("ckpt_00000004")
     # every episode that ended is counted (Q5): 8 lanes x 8 steps with 7-step episodes
     assert records[-1]["train/episode_length"] == 7.0
+
+
+def test_gradient_clipping_divides_by_norm_plus_torch_eps():
+    """torch's clip_grad_norm_ scales by min(1, max_norm / (norm + 1e-6)); optax's divides by the norm."""
+    grads = {"a": np.asarray([3e-6, 0.0], np.float32), "b": np.asarray([4e-6], np.float32)}  # norm 5e-6
+    clipped, _ = clip_by_global_norm_torch(1e-6).update(grads, ())
+    np.testing.assert_allclose(np.asarray(clipped["b"]), 4e-6 * 1e-6 / 6e-6, rtol=1e-5)  # optax: 4e-6 / 5
+    big = {"a": np.asarray([3.0, 4.0], np.float32)}  # norm 5
+    halved, _ = clip_by_global_norm_torch(0.5).update(big, ())
+    np.testing.assert_allclose(np.asarray(halved["a"]), [0.3, 0.4], rtol=1e-6)
+    unclipped, _ = clip_by_global_norm_torch(10.0).update(big, ())
+    np.testing.assert_array_equal(np.asarray(unclipped["a"]), [3.0, 4.0])
+
+
+@pytest.mark.parametrize("key,default", [("loss.trunk_passes", 1), ("loss.gae_passes", 2)])
+def test_batchnorm_pass_keys(key, default):
+    name = key.split(".")[1]
+    assert load_config([]).loss[name] == default  # GAE as the reference; one trunk pass (its cost, README)
+    assert load_config([f"{key}={3 - default}"]).loss[name] == 3 - default
+    with pytest.raises(ValueError, match=f"{key} must be 1 or 2, got 3"):
+        load_config([f"{key}=3"])
 
 
 def test_lr_and_clip_anneal_linearly(tiny):
@@ -106,7 +106,7 @@ def test_resume_continues_exactly(tiny):
     half_dir = tiny["root"] / "half"
     half = _run(tiny, f"logger.run_dir={half_dir}", f"collector.stop_at_iteration={ITERS // 2}")
     assert half.iteration == ITERS // 2
-    assert latest_checkpoint(str(half_dir)).endswith(f"ckpt_{ITERS // 2:08d}.msgpack")
+    assert latest_checkpoint(str(half_dir)).endswith(f"ckpt_{ITERS // 2:08d}")
     cfg = config_from_argv([f"checkpoint.resume={half_dir}"])  # the saved config, stop cleared
     assert cfg.collector.stop_at_iteration is None and cfg.collector.total_frames == 64 * ITERS
     resumed = train(cfg, setup=tiny["setup"], fns=tiny["fns"])
@@ -127,10 +127,10 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tiny):
     bad_dir = tiny["root"] / "bad"
     cfg = load_config(tiny["args"] + [f"collector.total_frames={64 * (ITERS + 2)}"])
     path = save_checkpoint(str(bad_dir), poisoned, iteration=ITERS, config_yaml=to_yaml(cfg))
-    with pytest.raises(TrainingDiverged, match="non-finite.*last good checkpoint is kept"):
+    with pytest.raises(TrainingDiverged, match="non-finite.*lower optim.lr.*last good checkpoint is kept"):
         _run(tiny, f"checkpoint.resume={bad_dir}", f"collector.total_frames={64 * (ITERS + 2)}")
     assert latest_checkpoint(str(bad_dir)) == path
-    assert sorted(os.listdir(bad_dir / "checkpoints")) == ["ckpt_00000004.msgpack", "latest"]
+    assert sorted(os.listdir(bad_dir / "checkpoints")) == ["ckpt_00000004"]
     assert any(r.get("diverged") for r in read_metrics(str(bad_dir)))
 
 

@@ -92,7 +92,7 @@ def test_bad_type_names_the_key_and_type(arg, needle):
         (["collector.frames_per_batch=1000"], "multiple of env.num_envs"),
         (["loss.mini_batch_size=100000"], "loss.mini_batch_size"),
         (["env.features=pca"], "env.features"),
-        (["logger.backend=tensorboard"], "logger.backend"),
+        (["logger.backend=tensorflow"], "logger.backend"),
         (["env.num_envs=1"], "collect_train_mode"),
         (["not_a_kv_pair"], "group.key=value"),
     ],
