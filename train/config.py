@@ -18,13 +18,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from train.torchtrade_keys import torchtrade_alias
 
 FEATURE_MODES = ("zscore_train", "zscore_split", "none")
 LOGGER_BACKENDS = ("wandb", "tensorboard", "csv", "none")
@@ -273,7 +274,7 @@ def load_config(args: list[str] | tuple[str, ...] = (), base: DictConfig | None 
                 f"cannot read argument {arg!r}: give overrides as group.key=value (e.g. env.num_envs=128) or a "
                 f"YAML file ending in .yaml. Valid keys:\n{describe_keys()}"
             )
-    dotlist = [_torchtrade_alias(item) for item in dotlist]
+    dotlist = [torchtrade_alias(item) for item in dotlist]
     for item in dotlist:
         key = item.split("=", 1)[0].lstrip("+")
         if not key:
@@ -298,20 +299,6 @@ def _resolve(cfg) -> None:
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(f"{key}: cannot resolve its interpolation: {str(err).splitlines()[0]}") from None
-
-
-# The TorchTrade PPO example's key names that differ from ours (README "Coming from TorchTrade").
-TORCHTRADE_KEYS = {"env.train_envs": "env.num_envs", "logger.test_interval": "eval.test_interval"}
-
-
-def _torchtrade_alias(item: str) -> str:
-    """`env.train_envs=128` → `env.num_envs=128`, with a one-line note on stderr."""
-    key, sep, value = item.partition("=")
-    ours = TORCHTRADE_KEYS.get(key.lstrip("+"))
-    if ours is None:
-        return item
-    print(f"note: {key} is TorchTrade's name for {ours}; using {ours}={value}", file=sys.stderr)
-    return f"{ours}{sep}{value}"
 
 
 class _UnknownKey(OmegaConfBaseException):
