@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 
 from train.config import num_iterations, num_minibatches, steps_per_iteration
-from train.losses import compute_gae, minibatch_loss
+from train.losses import compute_gae, minibatch_loss, minibatch_loss_kwargs
 from train.networks import apply_train, apply_values, init_variables
 from train.ppo import make_optimizer, make_schedules
 
@@ -64,13 +64,6 @@ class Shape:
                    int(lo.gae_passes), int(lo.trunk_passes))
 
 
-def loss_kwargs(cfg) -> dict:
-    lo = cfg.loss
-    return dict(trunk_passes=int(lo.trunk_passes), critic_coeff=float(lo.critic_coeff),
-                entropy_coeff=float(lo.entropy_coeff), loss_critic_type=str(lo.loss_critic_type),
-                normalize_advantage=bool(lo.normalize_advantage))
-
-
 def unseeded(tree, seeded: bool):
     """Drop the trainer's seed axis (size 1) when its programs are vmapped over seeds."""
     return jax.tree.map(lambda x: x[0], tree) if seeded else tree
@@ -97,7 +90,7 @@ def make_pieces(cfg, network, obs_dim: int) -> Pieces:
     collect_train = bool(cfg.model.collect_train_mode)
     lr_schedule, clip_schedule = make_schedules(cfg, num_iterations(cfg) * s.updates)
     tx = make_optimizer(cfg, lr_schedule)
-    loss_kw = loss_kwargs(cfg)
+    loss_kw = minibatch_loss_kwargs(cfg)
 
     def gae(params, batch_stats, traj, keys):
         def one(bs, key):
