@@ -225,9 +225,21 @@ def describe_load(load: dict | None) -> str:
 
 
 def add_load_args(parser) -> None:
+    """The flags every benchmark takes: `--allow-busy` and `--compilation-cache`."""
     parser.add_argument("--allow-busy", action="store_true",
                         help=f"run even when other processes use more than {BUSY_CORES} cores; the figures are "
                              "marked busy (not comparable with a quiet machine's)")
+    parser.add_argument("--compilation-cache", default="auto", metavar="auto|off|DIR",
+                        help="JAX's persistent compilation cache (train/compile_cache.py); compile times read from "
+                             "a warm cache are load times: `off` measures cold compiles")
+
+
+def enable_compilation_cache(args) -> str | None:
+    """Turn on the persistent compilation cache that `--compilation-cache` asks for; the folder, or None."""
+    from train import compile_cache
+
+    folder = compile_cache.enable(getattr(args, "compilation_cache", "auto"))
+    return None if folder is None else str(folder)
 
 
 def check_load(allow_busy: bool, what: str, sample_s: float = LOAD_SAMPLE_S) -> dict:

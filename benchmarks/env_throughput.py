@@ -36,6 +36,7 @@ from benchmarks.common import (
     add_load_args,
     check_load,
     compile_timed,
+    enable_compilation_cache,
     int_list,
     machine_info,
     median,
@@ -187,6 +188,7 @@ def resolve(args) -> argparse.Namespace:
 def run(args) -> dict:
     """Measure everything `args` asks for; returns the result dict (also written to JSON by `main`)."""
     t_start = time.perf_counter()
+    enable_compilation_cache(args)
     load = check_load(args.allow_busy, "env_throughput")
     mem = None
     if not args.no_memory:  # first: on a GPU the device's peak-bytes counter only ever grows within a process

@@ -44,6 +44,7 @@ from benchmarks.common import (
     add_load_args,
     check_load,
     compile_timed,
+    enable_compilation_cache,
     int_list,
     machine_info,
     median,
@@ -245,6 +246,7 @@ def resolve(args) -> argparse.Namespace:
 
 def run(args, command: str) -> dict:
     t0 = time.perf_counter()
+    enable_compilation_cache(args)
     load = check_load(args.allow_busy, "profile_iteration")
     ceiling, shapes, network = {}, [], None
     for i, (n, t) in enumerate(args.shapes):

@@ -25,7 +25,15 @@ import tempfile
 import time
 
 from benchmarks import report
-from benchmarks.common import DEFAULT_OUT, SCHEMA, add_load_args, check_load, int_list, write_json
+from benchmarks.common import (
+    DEFAULT_OUT,
+    SCHEMA,
+    add_load_args,
+    check_load,
+    enable_compilation_cache,
+    int_list,
+    write_json,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,6 +83,7 @@ def _child(args) -> None:
 
 def run(args) -> dict:
     t0 = time.perf_counter()
+    enable_compilation_cache(args)
     load = check_load(args.allow_busy, "scaling")
     rows, machine, failures = [], None, []
     for d in args.devices:

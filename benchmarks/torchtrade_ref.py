@@ -1,16 +1,16 @@
 """The TorchTrade 0.1.0 side of `benchmarks.vs_torchtrade`: its vectorized env's step loop and the TorchRL PPO
-loop of its `ppo_vectorized` example (spec §6), built from TorchTrade, TorchRL and torch as the example builds
-them. Needs the `compare` extra (`pip install -e ".[compare]"`); torch is imported inside the functions, so
+loop of its `ppo_vectorized` example (docs/semantics.md §6), built from TorchTrade, TorchRL and torch as the example
+builds them. Needs the `compare` extra (`pip install -e ".[compare]"`); torch is imported inside the functions, so
 importing this module (and `--help`) works without it.
 
-PPO loop per iteration, as the example (spec §6.4), without its evaluation, checkpoints and logger:
+PPO loop per iteration, as the example (docs/semantics.md §6.4), without its evaluation, checkpoints and logger:
 `next(collector)` (TorchTrade's `VectorizedSequentialTradingEnv` with the example's transforms, TorchRL's
 `Collector`, the actor in training mode), the logged statistics (`.item()`), then `epochs` x (TorchRL `GAE`
 as configured there, `time_dim=-3`, `deactivate_vmap=True`, under `no_grad`; extend a `LazyTensorStorage`
 replay buffer; every minibatch of a `SamplerWithoutReplacement(drop_last=True)`: LR/clip annealing as the
 example writes it, `ClipPPOLoss`, backward, `clip_grad_norm_`, Adam), the loss means, and
 `update_policy_weights_()`. The network: TorchTrade's `BatchNormMLP` trunk (hidden x layers, dropout, LeakyReLU)
-with Linear policy and value heads in an `ActorValueOperator` (spec §6.3).
+with Linear policy and value heads in an `ActorValueOperator` (docs/semantics.md §6.3).
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ def env_steps_per_s(frame, num_envs: int, env_kwargs: dict, *, target_s: float =
 
 # --------------------------------------------------------------------------------------- PPO
 def _transformed(env, max_steps: int):
-    """The example's transforms (spec §6.2): InitTracker, DoubleToFloat, RewardSum, StepCounter (its limit is
-    the frame's row count, in practice none) and a FlattenObservation per market window."""
+    """The example's transforms (docs/semantics.md §6.2): InitTracker, DoubleToFloat, RewardSum, StepCounter (its limit
+    is the frame's row count, in practice none) and a FlattenObservation per market window."""
     from torchrl.envs import (
         Compose,
         DoubleToFloat,

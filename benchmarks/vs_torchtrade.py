@@ -39,6 +39,7 @@ from benchmarks.common import (
     LoadMeter,
     add_load_args,
     check_load,
+    enable_compilation_cache,
     int_list,
     machine_info,
     median,
@@ -207,6 +208,7 @@ def run(args, command: str) -> dict:
     if len(jax.devices()) < max(args.devices):
         raise SystemExit(f"--devices {max(args.devices)}: only {len(jax.devices())} local devices")
     t0 = time.perf_counter()
+    enable_compilation_cache(args)
     load = check_load(args.allow_busy, "vs_torchtrade")
     result = {"schema": SCHEMA, "kind": "vs_torchtrade", "command": command, "machine": machine_info("float32"),
               "load": load, "versions": dict(versions, jax=jax.__version__), "torch_threads": threads,

@@ -6,8 +6,21 @@ that runs an env of the same signature reuses one compile. Trainer tests share t
 module-scoped fixture (`tests/train/test_ppo.py: tiny`).
 """
 
+import atexit
+import os
+import shutil
+import tempfile
+
 import jax
 import pytest
+
+# The subprocesses of a session (`python -m train.ppo`, the README's commands) share one persistent compilation
+# cache (train/compile_cache.py), so a program that several of them compile is compiled once; the user's own
+# cache folder is left alone.
+if "TRADING_JAX_COMPILATION_CACHE" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="trading-jax-test-cache-")
+    os.environ["TRADING_JAX_COMPILATION_CACHE"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 @pytest.fixture

@@ -33,9 +33,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from train.errors import RunWarning
+from train.rundir import CKPT_DIR
 
 FORMAT = 2
-CKPT_DIR = "checkpoints"
 PREFIX = "ckpt"
 ITEMS = ("manifest", "state", "policy")
 logging.getLogger("absl").setLevel(logging.ERROR)  # orbax's progress notes and read-only notices

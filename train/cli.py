@@ -15,12 +15,13 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from train import parallel
+from train import console
 from train.config import default_config, describe_keys, load_config, steps_per_iteration
 from train.errors import TrainingDiverged, run_cli
-from train.loop import TrainResult, format_metric, train
-from train.resume import load_resume
-from train.rundir import resume_dir, stored_config
+from train.rundir import resume_dir, run_dir_of, stored_config
+
+# jax, flax, orbax and the trainer (`train.loop`, `train.parallel`, `train.resume`) are imported after the
+# header is printed (`_run`), so a run names its directory and data within a second or two of the start.
 
 __all__ = ["TrainingDiverged", "config_from_argv", "main", "print_summary", "resume_config"]
 
@@ -51,8 +52,11 @@ SUMMARY_KEYS = (
 )
 
 
-def print_summary(cfg, result: TrainResult, file=None) -> None:
-    """A rich table of the final metrics (mean ± std over seeds when num_seeds > 1)."""
+def print_summary(cfg, result, file=None) -> None:
+    """A rich table of the final metrics of a `train.loop.TrainResult` (mean ± std over seeds when
+    num_seeds > 1)."""
+    from train.loop import format_metric
+
     record = dict(result.metrics)
     record.update(result.evaluation)
     table = Table(
@@ -97,6 +101,8 @@ def resume_config(argv: list[str], parsed=None):
     `collector.stop_at_iteration` and the launch-specific `parallel.*` keys cleared and `logger.run_dir` set to
     RUN_DIR (a resumed run always writes there, whatever the stored config says); the command line's
     overrides apply on top. Without it, `(load_config(argv), None)` (`parsed`: that, if already done)."""
+    from train.resume import load_resume
+
     cfg = parsed if parsed is not None else load_config(argv)
     if not cfg.checkpoint.resume:
         return cfg, None
@@ -118,13 +124,27 @@ def config_from_argv(argv: list[str]):
 
 
 def _run(argv: list[str]) -> None:
+    first = load_config(argv)
+    if not first.checkpoint.resume:  # pinned now: the header names the directory the run writes into
+        first.logger.run_dir = run_dir_of(first)
+    import jax
+
+    from train import compile_cache, parallel
+
     # before any JAX computation, reading a checkpoint included; a no-op unless parallel.distributed=true (the
     # launch-specific keys come from the command line, never from a resumed run's stored config)
-    first = load_config(argv)
     parallel.initialize(first)
+    main_process = parallel.is_main_process()
+    cache = compile_cache.enable(first.compilation_cache)
+    if main_process and not first.checkpoint.resume:
+        console.print_header(console.header_lines(first, first.logger.run_dir, jax.devices(), cache))
     cfg, ckpt = resume_config(argv, first)
+    if main_process and ckpt is not None:
+        console.print_header(console.header_lines(cfg, cfg.logger.run_dir, jax.devices(), cache, resumed=ckpt))
+    from train.loop import train
+
     result = train(cfg, ckpt=ckpt)
-    if parallel.is_main_process():
+    if main_process:
         print_summary(cfg, result)
 
 

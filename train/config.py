@@ -1,9 +1,9 @@
 """The trainer's structured config (OmegaConf), its `key=value` overrides and its checks.
 
-Groups follow the reference example's hydra config (spec §6.1): `env`, `collector`, `model`, `optim`,
+Groups follow the reference example's hydra config (docs/semantics.md §6.1): `env`, `collector`, `model`, `optim`,
 `loss`, `logger`, plus `eval`, `checkpoint`, `seed` and `num_seeds`. Defaults are sized for a 2-core
 CPU (a default run finishes in a few minutes, compile included); the reference's GPU sizes are reached
-by overrides alone, e.g. (spec §6.1, 5000 envs, 100k frames per batch, 1000 iterations)::
+by overrides alone, e.g. (docs/semantics.md §6.1, 5000 envs, 100k frames per batch, 1000 iterations)::
 
     python -m train.ppo env.num_envs=5000 collector.frames_per_batch=100000 \\
         collector.total_frames=100000000 loss.mini_batch_size=33333 eval.test_interval=10000000
@@ -121,8 +121,8 @@ class LossGroup:
     recompute_advantage: bool = True  # recompute values + GAE before every epoch, as the reference does
     ppo_epochs: int = 3
     mini_batch_size: int = 426  # frames_per_batch // mini_batch_size minibatches per epoch (drop_last)
-    # BatchNorm pass structure (spec §6.4). gae_passes=2: V(s) and V(s') in two forwards, obs first, each with
-    # its own batch statistics (torchrl's GAE with deactivate_vmap; same cost as 1); 1: one forward over both.
+    # BatchNorm pass structure (docs/semantics.md §6.4). gae_passes=2: V(s) and V(s') in two forwards, obs first, each
+    # with its own batch statistics (torchrl's GAE with deactivate_vmap; same cost as 1); 1: one forward over both.
     # trunk_passes=2: the loss runs the shared trunk once for the actor and once for the critic, each with its
     # own dropout mask and running-stat update (ClipPPOLoss); 1 (default): once, 1.4-1.5x faster iterations at
     # 64 envs x 100 steps on CPU; the same expected gradient, the running statistics drift differently.
@@ -155,6 +155,8 @@ class EvalGroup:
     # reference's 60*24*30, which is the whole hourly training set: Q9).
     train_max_steps: int = 43_200
     plots: bool = True  # history PNGs in <run_dir>/plots
+    # The unit of the plots' price and value axes; null: "USDT" for the bundled BTC/USDT sample, none else.
+    quote_currency: str | None = None
 
 
 @dataclass
@@ -197,6 +199,9 @@ class TrainConfig:
     # K independent agents trained in one jitted program (vmap over seeds); with several devices the seeds
     # are sharded over them when K is a multiple of the device count (else the envs are).
     num_seeds: int = 1
+    # JAX's persistent compilation cache (train/compile_cache.py): "auto" (the user's cache folder), "off", or a
+    # folder; the TRADING_JAX_COMPILATION_CACHE environment variable overrides it.
+    compilation_cache: str = "auto"
 
 
 # --------------------------------------------------------------------------------------- key listing

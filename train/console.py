@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -11,6 +12,9 @@ from contextlib import contextmanager
 from rich.console import Console
 
 from train.config import num_iterations, steps_per_iteration
+from train.loggers import destinations
+
+BUNDLED = "the bundled BTC/USDT 1-minute sample (trading_jax.datasets)"
 
 
 def _console(file=None) -> Console:
@@ -18,23 +22,27 @@ def _console(file=None) -> Console:
     return Console(file=out, width=None if out.isatty() else 120, highlight=False)
 
 
-def header_lines(cfg, run_dir: str, devices: list, backends: str, cache_dir) -> list[str]:
-    """The header of a training run, one fact per line."""
+def header_lines(cfg, run_dir: str, devices: list, cache_dir, resumed: dict | None = None) -> list[str]:
+    """The header of a training run, one fact per line (`resumed`: the checkpoint a resumed run starts from)."""
     e = cfg.env
-    frames = steps_per_iteration(cfg) * int(e.num_envs)
-    data = e.data_path or "the bundled BTC/USDT 1-minute sample (trading_jax.datasets)"
+    steps = steps_per_iteration(cfg)
+    data = os.path.abspath(e.data_path) if e.data_path else BUNDLED
     split = f"train < {e.test_split_start} <= test" if e.test_split_start else "no test split"
     kinds = sorted({d.platform for d in devices})
-    return [
+    logging = ", ".join(f"{name} {where}" for name, where in destinations(cfg, run_dir).items())
+    lines = [
         f"run dir   {run_dir}",
         f"data      {data} ({split})",
-        f"envs      {int(e.num_envs)} x {steps_per_iteration(cfg)} steps = {frames:,} frames per iteration, "
+        f"envs      {int(e.num_envs)} x {steps} steps = {steps * int(e.num_envs):,} frames per iteration, "
         f"{num_iterations(cfg):,} iterations, {int(cfg.collector.total_frames):,} frames"
         + (f", {int(cfg.num_seeds)} seeds" if int(cfg.num_seeds) > 1 else ""),
         f"devices   {len(devices)} x {'/'.join(kinds)}",
-        f"logging   {backends}",
+        f"logging   {logging}",
         f"cache     {cache_dir or 'off'} (compiled programs)",
     ]
+    if resumed is not None:
+        lines.insert(1, f"resume    from {resumed['path']} (iteration {resumed['iteration']})")
+    return lines
 
 
 def print_header(lines: list[str], file=None) -> None:
@@ -45,11 +53,14 @@ def print_header(lines: list[str], file=None) -> None:
 
 
 @contextmanager
-def compiling(what: str = "compiling the training program", file=None):
+def compiling(what: str = "compiling the training program", file=None, enabled: bool = True):
     """Show `what…` with its elapsed time while the body runs (a live spinner on a terminal, two plain lines
-    otherwise), then how long it took."""
+    otherwise), then how long it took. `enabled=False`: silent."""
     console = _console(file)
     t0 = time.perf_counter()
+    if not enabled:
+        yield
+        return
     if not console.is_terminal:
         console.print(f"{what}…")
         yield

@@ -1,4 +1,4 @@
-"""Data for training: load, split at `env.test_split_start`, build features and the three envs (spec §6.2).
+"""Data for training: load, split at `env.test_split_start`, build features and the three envs (docs/semantics.md §6.2).
 
 * train env: the training span (`timestamp < test_split_start`), `random_start`, `max_traj_length`
   (default `frames_per_batch // num_envs`, as the reference), vmapped over `num_envs` lanes.
@@ -14,6 +14,7 @@ Features (`env.features`): "zscore_train" fits frozen z-score statistics on the 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,9 @@ class Setup:
     features: tuple | None  # frozen ZScore per timeframe ("zscore_train"), else None
     env_config: Any  # trading_jax.EnvConfig of the training env
     data: dict = field(default_factory=dict)  # data_fingerprint of the whole frame (stored with each checkpoint)
+    # Python-side replacements of the config (`build_setup(features=, reward_fn=)`): `{"features": [name or
+    # None per function], "reward_fn": name or None}`, each name "module:qualname" (`importable_name`).
+    custom: dict = field(default_factory=dict)
 
     @property
     def obs_dim(self) -> int:
@@ -52,6 +56,37 @@ class Setup:
     @property
     def num_actions(self) -> int:
         return int(self.train.env.num_actions)
+
+
+def importable_name(fn) -> str | None:
+    """`"module:qualname"` that imports `fn` back in another process, or None (a lambda, a nested function,
+    a partial or any object without a top-level name, or a function of `__main__`)."""
+    module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", None)
+    if not module or not qualname or module == "__main__" or "<" in qualname:
+        return None
+    return f"{module}:{qualname}"
+
+
+def import_name(name: str):
+    """The object of an `importable_name`."""
+    module, _, qualname = name.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def custom_record(features, reward_fn) -> dict:
+    """What `Setup.custom` records of `build_setup`'s Python-side features and reward."""
+    out = {}
+    if features is not None:
+        fns = features if isinstance(features, list | tuple) else [features]
+        out["features"] = [importable_name(f) for f in fns]
+        out["features_repr"] = [repr(f) for f in fns]
+        out["features_per_timeframe"] = isinstance(features, list | tuple)
+    if reward_fn is not None:
+        out["reward_fn"] = importable_name(reward_fn)
+    return out
 
 
 def load_frame(cfg, frame: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -192,6 +227,7 @@ def build_setup(cfg, frame: pd.DataFrame | None = None, frozen_features=None, *,
         raise ValueError(f"env.*: {err}") from None
     full = load_frame(cfg, frame)
     train_df, test_df = split_frame(full, cfg.env.test_split_start)
+    custom = custom_record(features, reward_fn)
     if features is None:
         features, frozen = feature_fns(cfg, train_df, frozen_features)
     else:
@@ -210,13 +246,15 @@ def build_setup(cfg, frame: pd.DataFrame | None = None, frozen_features=None, *,
                 "env.test_split_start earlier"
             )
     data = data_fingerprint(full)
-    return Setup(train=train, test=test, train_eval=train_eval, features=frozen, env_config=env_config, data=data)
+    return Setup(train, test, train_eval, features=frozen, env_config=env_config, data=data, custom=custom)
 
 
-def build_eval_bundle(cfg, frame: pd.DataFrame, frozen_features=None) -> EnvBundle:
-    """One deterministic episode over the whole of `frame` (for `train.evaluate ... data=PATH`)."""
+def build_eval_bundle(cfg, frame: pd.DataFrame, frozen_features=None, *, features=None) -> EnvBundle:
+    """One deterministic episode over the whole of `frame` (for `train.evaluate ... data=PATH`); `features`
+    replaces `env.features` as in `build_setup`."""
     env_config = trading_jax.EnvConfig(**env_config_kwargs(cfg))
-    if cfg.env.features == "zscore_train" and frozen_features is None:
-        raise ValueError("env.features=zscore_train needs the training statistics (features.json of the run)")
-    features, _ = feature_fns(cfg, frame, frozen_features)
+    if features is None:
+        if cfg.env.features == "zscore_train" and frozen_features is None:
+            raise ValueError("env.features=zscore_train needs the training statistics (features.json of the run)")
+        features, _ = feature_fns(cfg, frame, frozen_features)
     return _build(frame, cfg, features, eval_env_config(env_config, None), True, "evaluation")

@@ -1,4 +1,4 @@
-"""Deterministic evaluation of a policy (spec §6.5) and the `python -m train.evaluate` entry point.
+"""Deterministic evaluation of a policy (docs/semantics.md §6.5) and the `python -m train.evaluate` entry point.
 
 The policy is the argmax of the logits with the network in eval mode (BatchNorm running statistics, no
 dropout). One episode starts at the first bar of a span (`random_start=False`) and runs to its end (or to
@@ -36,14 +36,18 @@ from rich.table import Table
 import trading_jax
 from trading_jax.metrics import periods_per_year
 from trading_jax.rollout import reset_row
+from train import compile_cache
 from train.checkpoint import load_checkpoint
 from train.config import load_config
-from train.data import build_eval_bundle, build_setup, describe_data_change, load_features
+from train.data import build_eval_bundle, build_setup, describe_data_change, import_name, load_features
 from train.errors import RunWarning, run_cli
 from train.networks import apply_eval, make_network
-from train.rundir import resume_dir, stored_config
+from train.rundir import CUSTOM_FILE, resume_dir, stored_config
 
 EPISODE_KEYS = ("reward", "done", "terminated", "portfolio_value", "position_size", "price", "action_kind", "action")
+
+
+SPAN_TITLES = {"test": "Test split", "train": "Training window", "data": "Data"}
 
 
 def eval_key(seed: int, iteration: int):
@@ -136,11 +140,23 @@ def summarize(history: dict, leverage: float, bar_minutes: float) -> dict[str, f
     }
 
 
+def quote_currency(cfg) -> str | None:
+    """`eval.quote_currency`, or "USDT" for the bundled BTC/USDT sample (no unit for other data)."""
+    given = cfg.eval.get("quote_currency")
+    return given if given else (None if cfg.env.data_path else "USDT")
+
+
 def save_history_png(
-    history: dict, path: str, leverage: float, allows_short: bool | None = None, title: str | None = None
+    history: dict, path: str, leverage: float, allows_short: bool | None = None, title: str | None = None, *,
+    times=None, quote_currency: str | None = None,
 ) -> str:
-    """Draw `trading_jax.render_history` into a PNG (atomically: temporary file, then rename)."""
-    fig = trading_jax.render_history(history, leverage=leverage, allows_short=allows_short, title=title)
+    """Draw `trading_jax.render_history` into a PNG (atomically: temporary file, then rename). `times`: the
+    episode's execution bars (`market.exec_times`, from the first; cut to the history's length)."""
+    if times is not None:
+        times = times[: len(history["price"])]
+    fig = trading_jax.render_history(
+        history, leverage=leverage, allows_short=allows_short, title=title, times=times, quote_currency=quote_currency
+    )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=80)
@@ -161,7 +177,8 @@ USAGE = """usage: python -m train.evaluate RUN_DIR [data=PATH] [seed_index=K] [o
 
 Evaluates the newest checkpoint of RUN_DIR with the deterministic policy (argmax, BatchNorm eval mode):
 on the run's test split and training window, or with data=PATH over the whole of PATH. Writes eval.json and
-history PNGs into OUT (default RUN_DIR/eval) and prints a table."""
+history PNGs into OUT (default RUN_DIR/eval) and prints a table. Compiled programs are cached as the
+trainer's (compilation_cache=auto|off|DIR; TRADING_JAX_COMPILATION_CACHE)."""
 
 
 def _policy_from_checkpoint(ckpt) -> tuple[dict, dict]:
@@ -189,24 +206,49 @@ def _parse_args(args) -> tuple[str | None, str | None, int | None, list[str]]:
     return data_path, out_dir, seed_index, overrides
 
 
-def _bundles(cfg, data_path, frozen, ckpt) -> dict:
+def run_features(run_dir: str, features=None):
+    """The feature functions a run was trained with from Python (`build_setup(features=)`, recorded in its
+    `custom.json`): `features` when given, else imported by name; None for a run of the config's features.
+    ValueError, saying how to evaluate from Python, when they cannot be imported."""
+    path = os.path.join(run_dir, CUSTOM_FILE)
+    if features is not None or not os.path.isfile(path):
+        return features
+    with open(path) as fh:
+        custom = json.load(fh)
+    names = custom.get("features")
+    if names is None:
+        return None
+    if any(n is None for n in names):
+        raise ValueError(
+            f"{run_dir} was trained from Python with its own feature functions ({', '.join(custom['features_repr'])}), "
+            "which cannot be imported by name (a lambda, a nested function or one defined in __main__). Evaluate "
+            "it from Python: `from train.evaluate import evaluate_run; evaluate_run(RUN_DIR, features=FEATURES)`, "
+            "or define the functions at the top level of an importable module"
+        )
+    fns = [import_name(n) for n in names]
+    return fns if custom.get("features_per_timeframe") else fns[0]
+
+
+def _bundles(cfg, data_path, frozen, ckpt, features=None) -> dict:
     """`{span: EnvBundle}`: the run's test split and training window, or the whole of `data=PATH`."""
     if data_path:
         try:
             frame = trading_jax.load_ohlcv(data_path)
         except (OSError, EOFError, ValueError) as err:
             raise ValueError(f"data={data_path}: {str(err).splitlines()[0]}") from None
-        return {"data": build_eval_bundle(cfg, frame, frozen)}
-    setup = build_setup(cfg, frozen_features=frozen)
+        return {"data": build_eval_bundle(cfg, frame, frozen, features=features)}
+    setup = build_setup(cfg, frozen_features=frozen, features=features)
     change = describe_data_change(ckpt["meta"].get("data"), setup.data)
     if change:
         warnings.warn(f"evaluate: {change} (env.data_path={cfg.env.data_path})", RunWarning, stacklevel=3)
     return {"train": setup.train_eval} if setup.test is None else {"test": setup.test, "train": setup.train_eval}
 
 
-def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
+def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = (), *, features=None) -> dict:
     """Evaluate a saved run (see USAGE). Returns `{span: [per-seed summary, ...]}`. Everything is checked
-    (the checkpoint, the config stored in it, `seed_index`, the data's shape) before anything is written."""
+    (the checkpoint, the config stored in it, `seed_index`, the data's shape) before anything is written.
+    `features`: the feature function(s) of a run trained from Python with `build_setup(features=...)` (by
+    default imported by the names its `custom.json` records)."""
     data_path, out_dir, seed_index, overrides = _parse_args(args)
     path, run_dir = run_dir, resume_dir(run_dir, "RUN_DIR")  # also the run of `RUN_DIR/checkpoints/ckpt_*`
     ckpt = load_checkpoint(path)
@@ -218,14 +260,15 @@ def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
     if seed_index is not None and not 0 <= seed_index < k:
         raise ValueError(f"seed_index={seed_index}: the run has {k} seed(s); use 0..{k - 1} or leave it out for all")
     seeds = range(k) if seed_index is None else [seed_index]
-    bundles = _bundles(cfg, data_path, frozen, ckpt)
+    bundles = _bundles(cfg, data_path, frozen, ckpt, run_features(run_dir, features))
     first = next(iter(bundles.values()))
     obs_dim = int(first.env.observation_shape[0])
     trained_obs_dim = ckpt["meta"].get("obs_dim")
     if trained_obs_dim is not None and int(trained_obs_dim) != obs_dim:
         raise ValueError(
             f"the policy was trained on {trained_obs_dim} inputs but this data gives {obs_dim}: use the run's "
-            "time_frames, window_sizes and features"
+            "time_frames, window_sizes and features (a run trained from Python with its own feature functions: "
+            "evaluate_run(RUN_DIR, features=FEATURES))"
         )
     network = make_network(cfg, int(first.env.num_actions))
     out_dir = out_dir or os.path.join(run_dir, "eval")
@@ -245,7 +288,9 @@ def evaluate_run(run_dir: str, args: list[str] | tuple[str, ...] = ()) -> dict:
                 os.path.join(out_dir, f"history_{name}_seed{i}.png"),
                 leverage,
                 allows_short=allows_short,
-                title=f"{name}: {start} .. {end} (seed {i})",
+                title=f"{SPAN_TITLES.get(name, name)}: {start:%Y-%m-%d %H:%M} .. {end:%Y-%m-%d %H:%M} (seed {i})",
+                times=bundle.market.exec_times,
+                quote_currency=quote_currency(cfg),
             )
     with open(os.path.join(out_dir, "eval.json"), "w") as fh:
         json.dump({"checkpoint": ckpt["path"], "iteration": ckpt["iteration"], "results": results}, fh, indent=1)
@@ -273,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     t0 = time.time()
+    cache = [a.partition("=")[2] for a in argv[1:] if a.startswith("compilation_cache=")]
+    compile_cache.enable(cache[-1] if cache else "auto")
     code = run_cli(lambda: evaluate_run(argv[0], argv[1:]))
     if code == 0:
         print(f"done in {time.time() - t0:.1f}s")

@@ -31,12 +31,12 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from train import parallel
+from train import console, parallel
 from train.checkpoint import CheckpointWriter, restore_state
 from train.config import ConfigError, num_iterations, to_dict, to_yaml
 from train.data import build_setup, load_features
 from train.errors import RunWarning, TrainingDiverged
-from train.evaluate import eval_key, evaluate_policy, lane, make_episode_runner, save_history_png
+from train.evaluate import eval_key, evaluate_policy, lane, make_episode_runner, quote_currency, save_history_png
 from train.loggers import RunLogger
 from train.ppo import TrainFns, make_train
 from train.resume import load_resume, report_resume
@@ -121,6 +121,7 @@ class TrainingEvaluator:
         if setup.test is not None:
             self.spans.append(("eval/", "history", make_episode_runner(setup.test, network)))
         self.spans.append(("eval/train_", "train_history", make_episode_runner(setup.train_eval, network)))
+        self.quote_currency = quote_currency(cfg)
 
     def compile(self, params, batch_stats, key):
         for i, (prefix, name, runner) in enumerate(self.spans):
@@ -138,13 +139,16 @@ class TrainingEvaluator:
                 out[prefix + k] = v
             if self.cfg.eval.plots:
                 path = os.path.join(self.run_dir, "plots", f"{name}_{frames:012d}.png")
-                m = runner.bundle.market
+                times = runner.bundle.market.exec_times
+                span = "Test split" if name == "history" else "Training window"
                 save_history_png(
                     lane(rows, 0),
                     path,
                     self.leverage,
                     allows_short=self.allows_short,
-                    title=f"{prefix.rstrip('/')} at {frames} frames: {m.exec_times[0]} .. {m.exec_times[-1]}",
+                    title=f"{span} {times[0]:%Y-%m-%d} .. {times[-1]:%Y-%m-%d}, after {frames:,} frames (seed 0)",
+                    times=times,
+                    quote_currency=self.quote_currency,
                 )
                 logger.log_image(f"eval/{name}", path, frames)
         return out
@@ -181,18 +185,22 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None, ckpt: dic
     ckpt = (ckpt or load_resume(cfg)) if resumed else None
     cfg = pin_paths(cfg, run_dir)
     if setup is None:
-        setup = _build_setup(cfg, frame, run_dir, resumed)
+        with console.compiling("loading the data and building the envs", enabled=main and bool(cfg.logger.progress)):
+            setup = _build_setup(cfg, frame, run_dir, resumed)
     fns = fns or make_train(cfg, setup.train.env, parallel.make_mesh(cfg))
     run = _TrainingRun(cfg, setup, fns, run_dir)
-    runner = run.initial_runner(ckpt)  # checked against the checkpoint's shapes before anything is written
+    talk = main and bool(cfg.logger.progress)
+    with console.compiling("initialising the agents (compiling init)", enabled=talk):
+        runner = run.initial_runner(ckpt)  # checked against the checkpoint's shapes before anything is written
     if ckpt is not None:
         report_resume(cfg, setup, fns, ckpt, runner)
     lock = claim_run_dir(run_dir, resumed) if main else None
     try:
         if main:
-            write_run_files(run_dir, to_yaml(cfg), setup.features)
+            write_run_files(run_dir, to_yaml(cfg), setup.features, setup.custom)
         run.open_checkpoints(ckpt)
-        run.compile(runner)
+        with console.compiling("compiling the training and evaluation programs", enabled=talk):
+            run.compile(runner)
         result = run.loop(runner, ckpt)
     finally:
         run.close_checkpoints()

@@ -1,4 +1,4 @@
-"""The reference's BatchNorm MLP actor-critic in Flax (spec §6.3), with PyTorch's init and BatchNorm rules.
+"""The reference's BatchNorm MLP actor-critic in Flax (docs/semantics.md §6.3), with PyTorch's init and BatchNorm rules.
 
     h = x                                           # [B, obs_dim] (leading dims flattened, as BatchNorm1d)
     num_layers x:  Dense(hidden) -> BatchNorm -> LeakyReLU(0.01) -> Dropout(p)
@@ -161,8 +161,8 @@ def apply_mode(network: ActorCritic, params, batch_stats, obs, key, train: bool)
 
 def apply_values(network: ActorCritic, params, batch_stats, obs, next_obs, key, train: bool, passes: int = 2):
     """`(V(obs), V(next_obs), batch_stats)` for GAE. `passes=2`: two forwards, obs then next_obs, as torchrl's
-    GAE with `deactivate_vmap=True` calls the critic (spec §6.4): in training mode each half is normalised with
-    its own batch statistics and dropout mask, and the running statistics are updated twice, obs first.
+    GAE with `deactivate_vmap=True` calls the critic (docs/semantics.md §6.4): in training mode each half is normalised
+    with its own batch statistics and dropout mask, and the running statistics are updated twice, obs first.
     `passes=1`: one forward over `concat([obs, next_obs])` (one set of batch statistics, one update). In eval
     mode both give the same values."""
     if passes == 1:
@@ -177,8 +177,8 @@ def apply_values(network: ActorCritic, params, batch_stats, obs, next_obs, key, 
 
 def apply_loss_forward(network: ActorCritic, params, batch_stats, obs, key, trunk_passes: int = 1):
     """Training-mode `(logits, values, batch_stats)` for the PPO loss. `trunk_passes=2`: ClipPPOLoss's
-    structure (spec §6.4), the shared trunk run once for the actor (logits) and once for the critic (values),
-    each with its own dropout mask and running-stat update, actor first. `trunk_passes=1`: one pass, one
+    structure (docs/semantics.md §6.4), the shared trunk run once for the actor (logits) and once for the critic
+    (values), each with its own dropout mask and running-stat update, actor first. `trunk_passes=1`: one pass, one
     mask, one update (the same loss and gradient when dropout is off; the running statistics differ)."""
     if trunk_passes == 1:
         return apply_train(network, params, batch_stats, obs, key)

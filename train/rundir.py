@@ -23,12 +23,11 @@ import time
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from train.checkpoint import CKPT_DIR
 from train.config import ConfigError, default_config
-from train.data import features_to_json
 from train.log_backends import atomic_write
 
 LOCK_FILE = ".lock"
+CKPT_DIR = "checkpoints"  # RUN_DIR/checkpoints/ckpt_NNNNNNNN/ (train/checkpoint.py)
 
 
 # --------------------------------------------------------------------------------------- where
@@ -157,10 +156,18 @@ def pin_paths(cfg, run_dir: str):
     return cfg
 
 
-def write_run_files(run_dir: str, config_yaml: str, features) -> None:
-    """`config.yaml` (a readable copy; a resume reads the checkpoint's own) and `features.json`, atomically."""
+CUSTOM_FILE = "custom.json"  # the Python-side features and reward of a run (`train.data.Setup.custom`)
+
+
+def write_run_files(run_dir: str, config_yaml: str, features, custom: dict | None = None) -> None:
+    """`config.yaml` (a readable copy; a resume reads the checkpoint's own), `features.json` and, for a run
+    built from Python with its own features or reward, `custom.json`; atomically."""
+    from train.data import features_to_json  # trading_jax and jax: not needed by the CLI's first lines
+
     atomic_write(os.path.join(run_dir, "config.yaml"), config_yaml)
     atomic_write(os.path.join(run_dir, "features.json"), json.dumps(features_to_json(features), indent=1))
+    if custom:
+        atomic_write(os.path.join(run_dir, CUSTOM_FILE), json.dumps(custom, indent=1))
 
 
 # --------------------------------------------------------------------------------------- stored config

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 # The TorchTrade PPO example's key names that differ from ours (README "Coming from TorchTrade").
-TORCHTRADE_KEYS = {"env.train_envs": "env.num_envs", "logger.test_interval": "eval.test_interval"}
+TORCHTRADE_KEYS = {"env.train_envs": "env.num_envs", "env.seed": "seed", "logger.test_interval": "eval.test_interval"}
 
 
 def torchtrade_alias(item: str) -> str:

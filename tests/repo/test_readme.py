@@ -8,7 +8,8 @@ How a command is covered:
     are appended (a later `key=value` override or argparse option wins), and `PATHS` moves the outputs
     (`runs/`, `benchmarks/results/`) into a temporary directory. The exit code must be 0. Trainer commands
     are also parsed as written by `train.config.load_config`, so the full-size values are validated too.
-  - ```python blocks: executed in-process as written.
+  - ```python blocks: executed in-process as written. A block marked `<!-- checked when MODULE is installed -->`
+    (the Stable-Baselines3 example: SB3 brings torch, which CI does not install) runs where MODULE imports.
 * **Run by CI** (`.ci/run`), not here: `pip install -e ".[dev]"` (`.ci/run` installs exactly that) and
   `python -m pytest` (`.ci/run` runs it, and it runs this file); `test_ci_runs_the_readme_test_command` checks
   that `.ci/run` runs the README's test command literally.
@@ -33,6 +34,7 @@ Commands in README.md (in order) and who runs them:
     checked: python -m train.ppo env.num_envs=4096 collector.frames_per_batch=81920 loss.mini_batch_size=27304
     checked: python -m train.ppo num_seeds=8
     checked: python -m train.ppo parallel.distributed=true ...
+    checked: python -m train.walkforward
     python:  the env example ("The env in ten lines")
 """
 
@@ -51,6 +53,7 @@ from tests.support.paths import REPO_ROOT
 ROOT = REPO_ROOT
 README = ROOT / "README.md"
 MARKER = "<!-- checked -->"
+OPTIONAL_MARKER = re.compile(r"^<!-- checked when (\w+) is installed -->$")
 SHELL_LANGS = ("bash", "sh", "shell", "console")
 CI_COMMANDS = ('pip install -e ".[dev]"', "python -m pytest")
 
@@ -72,14 +75,21 @@ TINY = {
     ],
     "python -m benchmarks.report": ["--out", "{tmp}/results"],
     "python -m benchmarks.gpu_run": ["--quick"],
+    # one window, one seed, a few hundred frames (tests/train/test_walkforward_*.py check the rest)
+    "python -m train.walkforward": [
+        "walkforward.num_windows=1", "walkforward.train_days=4", "walkforward.test_days=2", "num_seeds=1",
+        "env.num_envs=8", "collector.frames_per_batch=64", "collector.total_frames=64", "loss.mini_batch_size=32",
+        "model.hidden_size=16", "model.num_layers=1", "walkforward.random_seeds=1", "walkforward.bootstrap_samples=100",
+        "walkforward.plots=false", "logger.progress=false", "logger.root_dir={tmp}/runs",
+    ],
 }
 # Output paths the README's commands name, rewritten so a check never writes into the repository.
 PATHS = {"runs/": "{tmp}/runs/", "benchmarks/results/": "{tmp}/results/"}
 
 
 # --------------------------------------------------------------------------------------- parsing
-def blocks(text: str) -> list[tuple[str, bool, str]]:
-    """Fenced blocks as `(language, checked, body)`, in order."""
+def blocks(text: str) -> list[tuple[str, bool, str, str | None]]:
+    """Fenced blocks as `(language, checked, body, module the check needs or None)`, in order."""
     out, lines, i = [], text.splitlines(), 0
     while i < len(lines):
         m = re.match(r"^```(\w*)\s*$", lines[i])
@@ -88,7 +98,9 @@ def blocks(text: str) -> list[tuple[str, bool, str]]:
             continue
         prev = next((ln.strip() for ln in reversed(lines[:i]) if ln.strip()), "")
         end = next(j for j in range(i + 1, len(lines)) if lines[j].startswith("```"))
-        out.append((m.group(1), prev == MARKER, "\n".join(lines[i + 1 : end])))
+        needs = OPTIONAL_MARKER.match(prev)
+        checked = prev == MARKER or needs is not None
+        out.append((m.group(1), checked, "\n".join(lines[i + 1 : end]), needs.group(1) if needs else None))
         i = end + 1
     return out
 
@@ -118,7 +130,7 @@ def shell_commands(body: str) -> list[str]:
 
 def readme_commands() -> list[tuple[str, bool]]:
     """Every shell command of the README as `(command, checked)`, in order."""
-    return [(c, checked) for lang, checked, body in blocks(README.read_text()) if lang in SHELL_LANGS
+    return [(c, checked) for lang, checked, body, _ in blocks(README.read_text()) if lang in SHELL_LANGS
             for c in shell_commands(body)]
 
 
@@ -132,7 +144,8 @@ CHECKED = [c for c, checked in readme_commands() if checked and c not in CI_COMM
 # --------------------------------------------------------------------------------------- coverage
 def test_every_readme_command_is_covered():
     assert CHECKED, "no checked commands found: is the <!-- checked --> marker still in README.md?"
-    for lang, checked, body in blocks(README.read_text()):
+    for lang, checked, body, needs in blocks(README.read_text()):
+        assert not (needs and lang in SHELL_LANGS), "shell commands are always checked: use <!-- checked -->"
         if lang in SHELL_LANGS or lang == "python":
             assert checked, f"README.md: a ```{lang} block is not marked {MARKER}:\n{body}"
     for cmd in CHECKED:
@@ -190,10 +203,18 @@ def test_readme_command_runs(cmd, tmp):
     assert proc.returncode == 0, f"{full}\nexit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
 
 
-def test_readme_python_example_runs():
-    """The env example, executed as written (a 1024-lane reset and step, and a 1024 x 500 rollout)."""
-    [code] = [body for lang, checked, body in blocks(README.read_text()) if lang == "python" and checked]
+PYTHON_BLOCKS = [(body, needs) for lang, checked, body, needs in blocks(README.read_text()) if lang == "python"]
+
+
+@pytest.mark.parametrize("index", range(len(PYTHON_BLOCKS)))
+def test_readme_python_example_runs(index):
+    """Each Python example, executed as written; the env example (a 1024-lane reset and step, and a 1024 x 500
+    rollout) is also checked for its shapes."""
+    code, needs = PYTHON_BLOCKS[index]
+    if needs:
+        pytest.importorskip(needs, reason=f"the README's {needs} example runs where {needs} is installed")
     ns: dict = {"__name__": "readme_example"}
-    exec(compile(code, f"{README}:python", "exec"), ns)
-    assert ns["obs"].shape == (1024, *ns["env"].observation_shape)
-    assert ns["traj"]["reward"].shape == (501, 1024)
+    exec(compile(code, f"{README}:python block {index + 1}", "exec"), ns)
+    if index == 0:
+        assert ns["obs"].shape == (1024, *ns["env"].observation_shape)
+        assert ns["traj"]["reward"].shape == (501, 1024)

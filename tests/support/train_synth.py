@@ -67,3 +67,14 @@ def episode_log_return(bundle, actions_fn, key) -> float:
         return jnp.sum(rewards)
 
     return float(run(key))
+
+
+def scaled_ohlcv(bars):
+    """A feature function of the kind users write (`build_setup(features=...)`), importable by name: open,
+    high, low and close over the first close, volume over its mean; 5 features, as the default z-score."""
+    out = bars.reset_index()
+    first_close = out["close"].iloc[0]
+    for col in ("open", "high", "low", "close"):
+        out[f"features_{col}"] = out[col] / first_close
+    out["features_volume"] = out["volume"] / max(float(out["volume"].mean()), 1e-12)
+    return out

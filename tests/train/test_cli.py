@@ -26,7 +26,7 @@ def test_cli_smoke_run(tmp_path):
         f"env.data_path={data}",
         "env.test_split_start=2024-01-18",
         "env.window_sizes=[8]",
-        "env.num_envs=8",
+        "env.train_envs=8",  # TorchTrade's name of env.num_envs
         "collector.frames_per_batch=64",
         "collector.total_frames=192",
         "loss.mini_batch_size=32",
@@ -38,9 +38,21 @@ def test_cli_smoke_run(tmp_path):
         "logger.backend=[wandb,tensorboard,csv]",
         f"logger.run_dir={run_dir}",
     ]
-    env = dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true")
+    cache = tmp_path / "jax-cache"
+    env = dict(os.environ, WANDB_SILENT="true", WANDB_DISABLE_GIT="true", TRADING_JAX_COMPILATION_CACHE=str(cache))
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "note: env.train_envs is TorchTrade's name for env.num_envs; using env.num_envs=8" in proc.stderr
+    # the header, before anything compiles: where the run writes, on what data, how big, where it logs
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "trading_jax PPO"
+    header = "\n".join(lines[1:8])
+    assert f"run dir   {run_dir}" in header and f"data      {data} (train < 2024-01-18 <= test)" in header
+    assert "envs      8 x 8 steps = 64 frames per iteration, 3 iterations, 192 frames, 2 seeds" in header
+    assert f"tensorboard {run_dir / 'tensorboard'}" in header and f"csv {run_dir / 'metrics.csv'}" in header
+    assert f"cache     {cache} (compiled programs)" in header
+    assert "compiling the training and evaluation programs: done in" in proc.stdout
+    assert any(cache.iterdir()), "the compiled programs were not written to the persistent cache"
     assert "PPO summary" in proc.stdout and "±" in proc.stdout
     records = read_metrics(str(run_dir))
     last = [r for r in records if "train/loss" in r][-1]
