@@ -174,27 +174,27 @@ def test_build_setup_takes_a_feature_function_and_a_training_reward(tiny):
 
 
 def test_evaluate_runs_trained_from_python_with_custom_features(tiny, tmp_path):
-    """A run trained with `build_setup(features=fn)` records `fn` in custom.json: `train.evaluate` imports it
-    by name; a function it cannot import (a lambda) gets a message saying how to evaluate from Python, and
-    `evaluate_run(features=)` does so."""
+    """A run trained with `build_setup(features=fn)` records `fn` in custom.json: `train.evaluate` imports a
+    function by its name; one it cannot import (a lambda) gets a message saying how to evaluate from Python,
+    and `evaluate_run(features=)` does so, with the trainer's own final evaluation."""
     from tests.support.train_synth import scaled_ohlcv
-    from train.evaluate import evaluate_run
+    from train.data import custom_record
+    from train.evaluate import evaluate_run, run_features
 
-    def trained(name, features):
-        cfg = load_config(tiny["args"] + [f"logger.run_dir={tmp_path / name}"])
-        setup = build_setup(cfg, features=features)
-        assert setup.obs_dim == tiny["setup"].obs_dim  # so the session's compiled programs serve
-        run = train(cfg, setup=setup, fns=tiny["fns"])
-        final = [r for r in read_metrics(run.run_dir) if "eval/reward" in r][-1]["eval/reward"]
-        return run.run_dir, final
-
-    run_dir, final = trained("importable", scaled_ohlcv)
-    custom = json.load(open(os.path.join(run_dir, "custom.json")))
-    assert custom["features"] == ["tests.support.train_synth:scaled_ohlcv"]
-    assert evaluate_run(run_dir)["test"][0]["reward"] == pytest.approx(final, rel=1e-5, abs=1e-6)
-
-    run_dir, final = trained("lambda", lambda bars: scaled_ohlcv(bars))
-    assert json.load(open(os.path.join(run_dir, "custom.json")))["features"] == [None]
+    cfg = load_config(tiny["args"] + [f"logger.run_dir={tmp_path / 'lambda'}"])
+    setup = build_setup(cfg, features=lambda bars: scaled_ohlcv(bars))
+    assert setup.obs_dim == tiny["setup"].obs_dim  # so the session's compiled programs serve
+    run = train(cfg, setup=setup, fns=tiny["fns"])
+    final = [r for r in read_metrics(run.run_dir) if "eval/reward" in r][-1]["eval/reward"]
+    assert json.load(open(os.path.join(run.run_dir, "custom.json")))["features"] == [None]
     with pytest.raises(ValueError, match=r"cannot be imported by name.*evaluate_run\(RUN_DIR, features=FEATURES\)"):
-        evaluate_run(run_dir)
-    assert evaluate_run(run_dir, features=scaled_ohlcv)["test"][0]["reward"] == pytest.approx(final, rel=1e-5, abs=1e-6)
+        evaluate_run(run.run_dir)
+    assert evaluate_run(run.run_dir, features=scaled_ohlcv)["test"][0]["reward"] == pytest.approx(final, rel=1e-5)
+
+    # a top-level function is recorded by name and imported back
+    record = custom_record(scaled_ohlcv, None)
+    assert record["features"] == ["tests.support.train_synth:scaled_ohlcv"]
+    named = tmp_path / "named"
+    named.mkdir()
+    (named / "custom.json").write_text(json.dumps(record))
+    assert run_features(str(named)) is scaled_ohlcv
