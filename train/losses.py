@@ -1,4 +1,4 @@
-"""GAE over time and the clipped PPO loss (torchrl `ClipPPOLoss` semantics, spec §6.4), as pure functions.
+"""GAE over time and the clipped PPO loss (torchrl `ClipPPOLoss` semantics, docs/semantics.md §6.4), as pure functions.
 
 GAE (the Q3 fix: the reference's advantage collapses to the one-step TD error)::
 

@@ -9,10 +9,10 @@
 * `iteration(env_params, runner) -> (runner, metrics)`: collect `frames_per_batch // num_envs` steps of
   `num_envs` auto-resetting lanes with `lax.scan` over the vmapped `env.step`; then `ppo_epochs` x
   (values + GAE over time, a shuffled permutation split into minibatches, `lax.scan` of Adam updates).
-  BatchNorm pass structure (spec §6.4): V(s) and V(s') in two forwards as the reference (`loss.gae_passes`);
-  the loss runs the trunk once, or once for the actor and once for the critic as the reference
+  BatchNorm pass structure (docs/semantics.md §6.4): V(s) and V(s') in two forwards as the reference
+  (`loss.gae_passes`); the loss runs the trunk once, or once for the actor and once for the critic as the reference
   (`loss.trunk_passes=2`, 1.4-1.5x the iteration time on CPU).
-  The reference's semantics (spec §6.4) with its bugs fixed: correct GAE (Q3), truncation bootstraps from
+  The reference's semantics (docs/semantics.md §6.4) with its bugs fixed: correct GAE (Q3), truncation bootstraps from
   `info["final_observation"]`, LR and clip-ε really anneal (Q4), `train/reward` covers every episode that
   ended (Q5), honest wall-time SPS (Q6).
 * `collect(env_params, runner) -> (runner, traj)`: the collection part alone, only used to time it.
@@ -31,6 +31,11 @@ from __future__ import annotations
 
 import importlib
 import sys
+
+if __name__ == "__main__":  # `python -m train.ppo`: the CLI prints its header before jax and the trainer load
+    from train.cli import main
+
+    sys.exit(main())
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -40,6 +45,13 @@ import optax
 
 from train import parallel
 from train.config import ConfigError, num_iterations, num_minibatches, steps_per_iteration
+from train.hyper import (  # noqa: F401 (make_optimizer, make_schedules, clip_by_global_norm_torch: public here too)
+    Hyper,
+    agent_hyper,
+    clip_by_global_norm_torch,
+    make_optimizer,
+    make_schedules,
+)
 from train.losses import compute_gae, explained_variance, minibatch_loss, minibatch_loss_kwargs
 from train.networks import apply_mode, apply_values, init_variables, make_network, policy
 from train.parallel import seeds_sharded
@@ -120,46 +132,6 @@ class TrainFns:
         return parallel.to_host(tree, self.mesh)
 
 
-# --------------------------------------------------------------------------------------- schedules
-def make_schedules(cfg, total_updates: int):
-    """`(lr(step), clip_epsilon(step))`, linear from the configured value to 0 over `total_updates`
-    minibatch updates (the reference's `alpha = 1 - step / total`, which there never moves: Q4)."""
-    lr, eps = float(cfg.optim.lr), float(cfg.loss.clip_epsilon)
-    total = max(int(total_updates), 1)
-    lr_schedule = optax.linear_schedule(lr, 0.0, total) if cfg.optim.anneal_lr else optax.constant_schedule(lr)
-
-    def clip_schedule(step):
-        if not cfg.loss.anneal_clip_epsilon:
-            return jnp.asarray(eps, jnp.float32)
-        return eps * (1.0 - jnp.minimum(step, total).astype(jnp.float32) / total)
-
-    return lr_schedule, clip_schedule
-
-
-TORCH_CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_ divides by norm + 1e-6
-
-
-def clip_by_global_norm_torch(max_norm: float) -> optax.GradientTransformation:
-    """`torch.nn.utils.clip_grad_norm_`: scale every gradient by `min(1, max_norm / (norm + 1e-6))`
-    (`optax.clip_by_global_norm` divides by the norm alone)."""
-
-    def scale(updates, params=None):
-        coef = jnp.minimum(1.0, max_norm / (optax.tree.norm(updates) + TORCH_CLIP_EPS))
-        return jax.tree.map(lambda g: g * coef.astype(g.dtype), updates)
-
-    return optax.stateless(scale)
-
-
-def make_optimizer(cfg, lr_schedule):
-    """`chain(clip_by_global_norm as torch, [L2 weight decay as torch Adam], adam)`."""
-    o = cfg.optim
-    parts = [clip_by_global_norm_torch(float(o.max_grad_norm))]
-    if o.weight_decay:
-        parts.append(optax.add_decayed_weights(float(o.weight_decay)))
-    parts.append(optax.adam(learning_rate=lr_schedule, eps=float(o.eps)))
-    return optax.chain(*parts)
-
-
 def _all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
@@ -178,8 +150,12 @@ def _single_seed(fn):
 
 
 # --------------------------------------------------------------------------------------- make_train
-def make_train(cfg, env, mesh=None) -> TrainFns:
+def make_train(cfg, env, mesh=None, *, per_agent: bool = False) -> TrainFns:
     """Build the jitted, seed-vmapped `init`, `iteration` and `collect` functions (see module doc).
+
+    `per_agent=True` (train.walkforward): the seed axis is an axis of `num_seeds` agents, each with its own
+    market and hyper-parameters; the functions take `inputs = (env_params, hp)` in place of `env_params`, leaves
+    `[A, ...]` (one `EnvParams` of `env`'s shapes per agent; `hp`: traced values, see `train.hyper`).
 
     `mesh`: a 1-D `jax.sharding.Mesh` with axis "data" (`train.parallel.make_mesh`), or None for one device.
     With a mesh the same global-batch program is jitted with `NamedSharding`s (`train/parallel.py`): the env
@@ -221,6 +197,7 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
     network = make_network(cfg, int(env.num_actions))
     lr_schedule, clip_schedule = make_schedules(cfg, total_updates)
     tx = make_optimizer(cfg, lr_schedule)
+    default_h = Hyper(tx, lr_schedule, clip_schedule, loss_kw, gamma, lam)  # per_agent: `agent_hyper` per agent
     vreset = jax.vmap(env.reset, in_axes=(0, None))
     vstep = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
@@ -272,41 +249,41 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
         return runner, traj, episodes
 
     # ---- advantages -------------------------------------------------------------------------
-    def _calculate_gae(ts: TrainState, traj: Transition, key):
+    def _calculate_gae(ts: TrainState, traj: Transition, key, h: Hyper = default_h):
         """Values of obs and of the true next obs, then GAE over time. `loss.gae_passes=2` (default): two
         forwards, obs then next obs, each normalised with its own BatchNorm batch statistics and updating the
-        running statistics in that order, as torchrl's GAE with `deactivate_vmap=True` (spec §6.4); 1: one
+        running statistics in that order, as torchrl's GAE with `deactivate_vmap=True` (docs/semantics.md §6.4); 1: one
         forward over both (one set of batch statistics, one update). Eval mode: the same values either way."""
         obs, next_obs = constrain((traj.obs.reshape(B, obs_dim), traj.next_obs.reshape(B, obs_dim)), parallel.DATA_AXIS)
         v, nv, batch_stats = apply_values(
             network, ts.params, ts.batch_stats, obs, next_obs, key, collect_train, gae_passes
         )
         values, next_values = v.reshape(T, N), nv.reshape(T, N)
-        adv, targets = compute_gae(traj.reward, values, next_values, traj.terminated, traj.done, gamma, lam)
+        adv, targets = compute_gae(traj.reward, values, next_values, traj.terminated, traj.done, h.gamma, h.gae_lambda)
         return ts._replace(batch_stats=batch_stats), adv, targets, values
 
     # ---- update -----------------------------------------------------------------------------
-    def _update_minibatch(ts: TrainState, xs):
+    def _update_minibatch(ts: TrainState, xs, h: Hyper = default_h):
         batch, key = xs  # batch: (obs, action, old_log_prob, advantage, target)
-        clip = clip_schedule(ts.update_step)
+        clip = h.clip_schedule(ts.update_step)
 
         def _loss_fn(params):
-            return minibatch_loss(network, params, ts.batch_stats, batch, key, clip, **loss_kw)
+            return minibatch_loss(network, params, ts.batch_stats, batch, key, clip, **h.loss_kw)
 
         (loss, (terms, batch_stats)), grads = jax.value_and_grad(_loss_fn, has_aux=True)(ts.params)
-        updates, opt_state = tx.update(grads, ts.opt_state, ts.params)
+        updates, opt_state = h.tx.update(grads, ts.opt_state, ts.params)
         params = optax.apply_updates(ts.params, updates)
         terms = dict(
-            terms, loss=loss, lr=lr_schedule(ts.update_step), clip_epsilon=clip, grad_norm=optax.tree.norm(grads)
+            terms, loss=loss, lr=h.lr_schedule(ts.update_step), clip_epsilon=clip, grad_norm=optax.tree.norm(grads)
         )
         return TrainState(params, batch_stats, opt_state, ts.update_step + 1), terms
 
-    def _update_epoch(carry, key):
+    def _update_epoch(carry, key, h: Hyper = default_h):
         ts, traj, adv, targets = carry
         k_gae, k_perm, k_mb = jax.random.split(key, 3)
         ev = jnp.float32(jnp.nan)
         if recompute:
-            ts, adv, targets, values = _calculate_gae(ts, traj, k_gae)
+            ts, adv, targets, values = _calculate_gae(ts, traj, k_gae, h)
             ev = explained_variance(values, targets)
         flat = (
             traj.obs.reshape(B, obs_dim),
@@ -319,20 +296,20 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
         minibatches = jax.tree.map(lambda x: jnp.take(x, idx, axis=0), flat)
         if mesh is not None and mb_size % mesh.size == 0:  # else XLA picks the layout
             minibatches = constrain(minibatches, None, parallel.DATA_AXIS)  # [num_mb, mb_size / D per device]
-        ts, terms = jax.lax.scan(_update_minibatch, ts, (minibatches, jax.random.split(k_mb, num_mb)))
+        update = _update_minibatch if h is default_h else (lambda t, xs: _update_minibatch(t, xs, h))
+        ts, terms = jax.lax.scan(update, ts, (minibatches, jax.random.split(k_mb, num_mb)))
         return (ts, traj, adv, targets), (terms, ev)
 
-    def _update(runner: RunnerState, traj: Transition, episodes: EpisodeStep):
+    def _update(runner: RunnerState, traj: Transition, episodes: EpisodeStep, h: Hyper = default_h):
         key, k_gae, k_epochs = jax.random.split(runner.key, 3)
         ts = runner.train
         adv = targets = jnp.zeros((T, N), jnp.float32)
         ev0 = jnp.float32(jnp.nan)
         if not recompute:  # PureJaxRL style: advantages once, from the pre-update network
-            ts, adv, targets, values = _calculate_gae(ts, traj, k_gae)
+            ts, adv, targets, values = _calculate_gae(ts, traj, k_gae, h)
             ev0 = explained_variance(values, targets)
-        (ts, _, _, _), (terms, ev) = jax.lax.scan(
-            _update_epoch, (ts, traj, adv, targets), jax.random.split(k_epochs, epochs)
-        )
+        epoch = _update_epoch if h is default_h else (lambda c, k: _update_epoch(c, k, h))
+        (ts, _, _, _), (terms, ev) = jax.lax.scan(epoch, (ts, traj, adv, targets), jax.random.split(k_epochs, epochs))
         metrics = _metrics(traj, episodes, terms, ev[0] if recompute else ev0)
         # NaN guard (train.loop stops on False): every loss term and gradient norm of every update, the new
         # params and BatchNorm statistics; and, for the hint, whether the batch itself was finite
@@ -371,9 +348,9 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
             "train/clip_epsilon": terms["clip_epsilon"][-1, -1],
         }
 
-    def _iteration(env_params, runner: RunnerState):
+    def _iteration(env_params, runner: RunnerState, h: Hyper = default_h):
         runner, traj, episodes = _collect(env_params, runner)
-        return _update(runner, traj, episodes)
+        return _update(runner, traj, episodes, h)
 
     def _collect_only(env_params, runner: RunnerState):
         runner, traj, _ = _collect(env_params, runner)
@@ -381,6 +358,13 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
 
     per_seed_fn = _single_seed if K == 1 else (lambda fn: jax.vmap(fn, in_axes=(None, 0)))
     init_v, iteration_v, collect_v = per_seed_fn(init), per_seed_fn(_iteration), per_seed_fn(_collect_only)
+    if per_agent:  # inputs = (env_params, hp), leaves [A, ...]: vmapped with the agents
+        first = lambda fn: _single_seed(lambda inputs, x: fn(jax.tree.map(lambda a: a[0], inputs), x))
+        per_agent_fn = first if K == 1 else (lambda fn: jax.vmap(fn, in_axes=(0, 0)))
+        h = lambda hp: agent_hyper(cfg, total_updates, hp, default_h)
+        init_v = per_agent_fn(lambda inputs, key: init(inputs[0], key))
+        iteration_v = per_agent_fn(lambda inputs, runner: _iteration(inputs[0], runner, h(inputs[1])))
+        collect_v = per_agent_fn(lambda inputs, runner: _collect_only(inputs[0], runner))
     common = dict(
         network=network,
         lr_schedule=lr_schedule,
@@ -395,17 +379,18 @@ def make_train(cfg, env, mesh=None) -> TrainFns:
     sh = lambda *spec: parallel.sharding(mesh, *spec)
     replicated = sh()
     per_seed = sh(parallel.DATA_AXIS) if seed_mode else replicated
+    inputs_sh = per_seed if per_agent else replicated  # env params (and hp): per agent, or shared
     per_lane = sh(parallel.DATA_AXIS) if seed_mode else sh(None, parallel.DATA_AXIS)
     per_step_lane = sh(parallel.DATA_AXIS) if seed_mode else sh(None, None, parallel.DATA_AXIS)
     runner_sh = RunnerState(per_seed, per_lane, per_lane, per_lane, per_lane, per_seed, per_seed)
     return TrainFns(
-        init=jax.jit(init_v, in_shardings=(replicated, per_seed), out_shardings=runner_sh),
-        iteration=jax.jit(iteration_v, in_shardings=(replicated, runner_sh), out_shardings=(runner_sh, replicated)),
-        collect=jax.jit(collect_v, in_shardings=(replicated, runner_sh), out_shardings=(runner_sh, per_step_lane)),
+        init=jax.jit(init_v, in_shardings=(inputs_sh, per_seed), out_shardings=runner_sh),
+        iteration=jax.jit(iteration_v, in_shardings=(inputs_sh, runner_sh), out_shardings=(runner_sh, replicated)),
+        collect=jax.jit(collect_v, in_shardings=(inputs_sh, runner_sh), out_shardings=(runner_sh, per_step_lane)),
         mesh=mesh,
         seeds_sharded=seed_mode,
         runner_sharding=runner_sh,
-        env_params_sharding=replicated,
+        env_params_sharding=inputs_sh,
         keys_sharding=per_seed,
         **common,
     )
@@ -426,8 +411,3 @@ def __getattr__(name: str):
         return getattr(importlib.import_module(_MOVED[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
-if __name__ == "__main__":
-    from train.cli import main
-
-    sys.exit(main())

@@ -10,9 +10,9 @@ from tests.support.paths import REPO_ROOT
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_notebooks_exist():
+def test_the_four_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == [
-        "01_quickstart.ipynb", "02_custom_data_features_rewards.ipynb", "03_throughput.ipynb"
+        "01_quickstart.ipynb", "02_custom_data_features_rewards.ipynb", "03_throughput.ipynb", "04_walkforward.ipynb"
     ]
 
 

@@ -61,7 +61,8 @@ def test_walkforward_cli_writes_the_report(tmp_path):
 @pytest.mark.parametrize(
     "arg, message",
     [
-        ("sweep.optim.lr=[1e-4,3e-4]", "not yet supported"),
+        ("sweep.optim.lr=[1e-4,3e-4]", "set walkforward.val_days > 0"),
+        ("sweep.optim.lrr=[1e-4]", "Did you mean sweep.optim.lr?"),
         ("walkforward.test_dayz=3", "Did you mean walkforward.test_days"),
         ("walkforward.num_windows=0", "num_windows must be >= 1"),
     ],

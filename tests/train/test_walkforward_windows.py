@@ -123,7 +123,7 @@ def test_walkforward_keys_parse_and_check(tmp_path):
     assert s.to_dict()["walkforward"]["test_days"] == 3.0
     with pytest.raises(ConfigError, match="Did you mean walkforward.train_days"):
         load_settings(["walkforward.train_day=3"])
-    with pytest.raises(ConfigError, match="not yet supported"):
+    with pytest.raises(ConfigError, match="set walkforward.val_days > 0"):
         load_settings(["sweep.optim.lr=[1e-4,3e-4]"])
     with pytest.raises(ConfigError, match="zscore_train"):
         load_settings(["env.features=zscore_split"])

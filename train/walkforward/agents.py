@@ -1,60 +1,33 @@
-"""Train the agents of every window, and evaluate their deterministic policies on a span.
+"""The trained agents of every window (`Agents`), and their deterministic policies' episodes on a span.
 
-`train_agents(windows, cfg)` is the one place that trains: today it runs the existing trainer (`train.loop.train`)
-window after window, `num_seeds` seeds vmapped in each, reusing one `make_train` and its compiled programs for
-every window of the same shapes (`fns=`). A trainer that runs windows x seeds in one program replaces this
-function alone: it must return the same `Agents` (per window, params and batch stats with a leading seed axis).
+`train.walkforward.program.train_agents` trains them: windows x sweep points x seeds in one program per shape
+group (a window alone reproduces `train.loop.train` on its fit span, seed keys included).
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 
-from train import parallel
 from train.evaluate import EpisodeRunner, make_episode_runner
-from train.loop import train
-from train.ppo import make_train
-from train.walkforward.bundles import EvalSpan, WindowData
+from train.walkforward.bundles import EvalSpan
 from train.walkforward.episodes import bar_minutes, episode_numbers
 
 
 @dataclass
 class Agents:
     network: Any  # the flax module shared by every window's policy
-    policies: list  # per window: (params, batch_stats), leaves [num_seeds, ...] (host arrays)
+    policies: list  # per window: (params, batch_stats), leaves [num_seeds, ...] (host arrays); sweep point 0's
     seconds: list = field(default_factory=list)  # per window: wall time of its training, compile included
     run_dirs: list = field(default_factory=list)  # per window: the trainer's run directory
+    grid: list = field(default_factory=lambda: [{}])  # the sweep points, {config key: value} ([{}]: no sweep)
+    grid_policies: list | None = None  # per window, per point: (params, batch_stats) as `policies`; None: policies
 
-
-def _static_signature(window: WindowData) -> tuple:
-    env = window.setup.train.env
-    return env.config, env.observation_shape, env.num_actions
-
-
-def train_agents(windows: list[WindowData], cfg) -> Agents:
-    """Train `num_seeds` agents on each window's fit span (its setup); see module doc. `cfg`: the trainer config
-    shared by every window (each window's own copy only adds its run directory)."""
-    fns, signature, agents = None, None, None
-    for w in windows:
-        if fns is None or _static_signature(w) != signature:
-            fns = make_train(cfg, w.setup.train.env, parallel.make_mesh(cfg))
-            signature = _static_signature(w)
-        t0 = time.perf_counter()
-        print(f"window {w.span.index}: training on {w.span.fit[0]} .. {w.span.fit[1]}", file=sys.stderr)
-        result = train(w.cfg, setup=w.setup, fns=fns)
-        state = result.runner.train
-        policy = fns.to_host((state.params, state.batch_stats))
-        if agents is None:
-            agents = Agents(network=fns.network, policies=[])
-        agents.policies.append(policy)
-        agents.seconds.append(time.perf_counter() - t0)
-        agents.run_dirs.append(result.run_dir)
-    return agents
+    def window_points(self, i: int) -> list:
+        """Window i's policies, one per sweep point."""
+        return [self.policies[i]] if self.grid_policies is None else self.grid_policies[i]
 
 
 class PolicyEpisodes:

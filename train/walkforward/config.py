@@ -3,7 +3,8 @@
 `train.config` is reused as it is: its `load_config` parses and checks every trainer key; the `walkforward.*`
 keys are a second structured OmegaConf node (`WalkForwardGroup`), parsed and checked here. Both come from the
 same command line and YAML files (a YAML file may hold a `walkforward:` group next to the trainer's groups).
-`sweep.*` keys are recognised and rejected: sweeps need traced hyper-parameters in `make_train` (a later stage).
+`sweep.<key>=[v1,v2,...]` keys (or a YAML `sweep:` group) give a hyper-parameter grid (`sweep.py`); a sweep needs
+`walkforward.val_days > 0` (the selection span).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import dataclasses
 import difflib
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from train.config import ConfigError, default_config, load_config, to_dict
+from train.walkforward import sweep as sweeps
 
 METRICS = ("log_return", "sharpe")
 GROUP = "walkforward"
@@ -62,9 +64,16 @@ TRAIN_DEFAULTS = (
 class Settings:
     train: DictConfig  # a checked `TrainConfig` node: what each window's trainer runs with
     wf: DictConfig  # a checked `WalkForwardGroup` node
+    sweep: dict = field(default_factory=dict)  # {config key: [values]}, e.g. {"optim.lr": [1e-4, 3e-4]}
 
     def to_dict(self) -> dict:
-        return dict(to_dict(self.train), **{GROUP: OmegaConf.to_container(self.wf, resolve=True)})
+        out = dict(to_dict(self.train), **{GROUP: OmegaConf.to_container(self.wf, resolve=True)})
+        return dict(out, sweep=dict(self.sweep)) if self.sweep else out
+
+    @property
+    def grid(self) -> list[dict[str, float]]:
+        """The sweep's points (`[{}]` without a sweep)."""
+        return sweeps.grid(self.sweep)
 
     def to_yaml(self) -> str:
         return OmegaConf.to_yaml(OmegaConf.create(self.to_dict()))
@@ -84,15 +93,6 @@ def describe_walkforward_keys() -> str:
 def train_base() -> DictConfig:
     """The trainer config with the walk-forward defaults (`TRAIN_DEFAULTS`)."""
     return load_config(list(TRAIN_DEFAULTS), base=default_config())
-
-
-def _reject_sweep(key: str) -> None:
-    if key.split(".")[0] == "sweep":
-        raise ConfigError(
-            f"{key}: hyper-parameter sweeps are not yet supported by python -m train.walkforward (they need "
-            "traced per-agent hyper-parameters in train.ppo.make_train); run one command per value, e.g. "
-            f"{key.removeprefix('sweep.')}=<value>"
-        )
 
 
 def _merge_walkforward(wf: DictConfig, items: list[str] | dict, source: str) -> DictConfig:
@@ -115,15 +115,19 @@ def _merge_walkforward(wf: DictConfig, items: list[str] | dict, source: str) -> 
         raise ConfigError(f"{source}: {key}: {str(err).splitlines()[0]} (expected {tp}, default {default!r})") from None
 
 
-def _split_yaml(path: str, wf: DictConfig) -> tuple[dict, DictConfig]:
-    """A YAML file's trainer groups (as a dict) and its `walkforward` group merged into `wf`."""
+def _split_yaml(path: str, wf: DictConfig, sweep: dict) -> tuple[dict, DictConfig]:
+    """A YAML file's trainer groups (as a dict), its `walkforward` group merged into `wf`, its `sweep` group
+    (or `sweep.<key>` entries) into `sweep`."""
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
     data = OmegaConf.to_container(OmegaConf.load(path), resolve=True) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a mapping of groups")
-    for key in data:
-        _reject_sweep(str(key))
+    swept = {str(k).removeprefix(sweeps.PREFIX): data.pop(k) for k in list(data) if str(k).startswith(sweeps.PREFIX)}
+    try:
+        sweep.update(sweeps.flatten(dict(data.pop("sweep", None) or {}, **swept)))
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     group = data.pop(GROUP, None) or {}
     if not isinstance(group, dict):
         raise ConfigError(f"{path}: the {GROUP} group must be a mapping of walkforward keys")
@@ -135,25 +139,37 @@ def load_settings(args: list[str] | tuple[str, ...] = ()) -> Settings:
     train = train_base()
     wf = OmegaConf.structured(WalkForwardGroup)
     OmegaConf.set_struct(wf, True)
-    train_items, wf_items = [], []
+    train_items, wf_items, sweep = [], [], {}
     for arg in args:
         key = arg.split("=", 1)[0].lstrip("+") if "=" in arg else None
         if key is None and arg.endswith((".yaml", ".yml")):
-            data, wf = _split_yaml(arg, wf)
+            data, wf = _split_yaml(arg, wf, sweep)
             try:
                 train = OmegaConf.merge(train, OmegaConf.create(data))
             except OmegaConfBaseException as err:
                 raise ConfigError(f"{arg}: {str(err).splitlines()[0]}") from None
         elif key is not None and key.startswith(GROUP + "."):
             wf_items.append(arg)
+        elif key is not None and key.startswith(sweeps.PREFIX):
+            name, values = sweeps.parse_item(arg)
+            sweep[name] = values
         else:
-            if key is not None:
-                _reject_sweep(key)
             train_items.append(arg)
     wf = _merge_walkforward(wf, wf_items, "command line")
     train = load_config(train_items, base=train)
     validate(wf, train)
-    return Settings(train=train, wf=wf)
+    for key, values in sweep.items():  # each value passes the trainer's own checks (e.g. loss.gamma in [0, 1])
+        for value in values:
+            try:
+                load_config([f"{key}={value!r}"], base=train)
+            except ConfigError as err:
+                raise ConfigError(f"{sweeps.PREFIX}{key}={values}: {str(err).splitlines()[0]}") from None
+    _need(
+        not sweep or wf.val_days > 0,
+        f"{', '.join(sweeps.PREFIX + k for k in sweep)}: a sweep selects on each window's validation tail; set "
+        "walkforward.val_days > 0, e.g. walkforward.val_days=3 (the agents then train on the rest of the train span)",
+    )
+    return Settings(train=train, wf=wf, sweep=sweep)
 
 
 def _need(cond: bool, msg: str) -> None:

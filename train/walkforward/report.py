@@ -6,7 +6,9 @@
 half-open `[start, end)` ISO timestamps, metrics are `log_return, sharpe, max_drawdown, trades` per episode.
 Each window also holds `fit` and `val` (spans), `test_bars` (first and last execution bar of the test episode,
 and its bar count), `val_agent` (the agent's numbers on the val tail, when `walkforward.val_days > 0`),
-`train_seconds` and the trainer's `run_dir`.
+`train_seconds` and the trainer's `run_dir`. With a sweep (`sweep.*`), each window holds `sweep` (`selected`: the
+index of the point whose agents are the window's `agent`, chosen on the val tail; `points`: every point's `val`
+and `test` numbers) and the aggregate holds `sweep` (per point: mean val and test metric, windows that selected it).
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def window_record(r) -> dict:
     }
     if r.val_agent is not None:
         record["val_agent"] = r.val_agent
+    if r.grid is not None:
+        record["sweep"] = {"selected": r.selected, "points": r.grid}
     return record
 
 
@@ -135,6 +139,14 @@ def markdown_summary(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def _sweep_line(agg: dict) -> str:
+    sweep = agg.get("sweep")
+    if not sweep:
+        return ""
+    return (f" A sweep of {len(sweep['points'])} points, selected per window on its val tail: the agent below is "
+            "each window's selected point (the grid is at the end).")
+
+
 def markdown(doc: dict, has_plots: bool) -> str:
     agg, metric = doc["aggregate"], doc["aggregate"]["metric"]
     wf, cfg = doc["config"]["walkforward"], doc["config"]
@@ -145,7 +157,7 @@ def markdown(doc: dict, has_plots: bool) -> str:
         f"days, test {wf['test_days']:g} days, val {wf['val_days']:g} days), {agg['num_seeds']} seeds, "
         f"{cfg['collector']['total_frames']:,} frames per seed and window; fee {cfg['env']['transaction_fee']}, "
         f"slippage {cfg['env']['slippage']}, leverage {cfg['env']['leverage']}. Wall time "
-        f"{doc['wall_seconds']:.0f} s.",
+        f"{doc['wall_seconds']:.0f} s." + _sweep_line(agg),
         "",
         markdown_summary(doc),
         "",
@@ -167,9 +179,31 @@ def markdown(doc: dict, has_plots: bool) -> str:
         a = win["agent"]
         cells = [_mean_std(a[m], signed=m in ("log_return", "sharpe")) for m in METRIC_KEYS]
         head.append(_row([win["index"], *cells]))
+    head += sweep_markdown(doc)
     if has_plots:
         head += ["", "![forest plot](plots/forest.png)", "", "![equity curves](plots/equity_curves.png)"]
     return "\n".join(head) + "\n"
+
+
+def sweep_markdown(doc: dict) -> list[str]:
+    """The grid table (every point's mean val and test metric) and the selection, or nothing without a sweep."""
+    sweep = doc["aggregate"].get("sweep")
+    if not sweep:
+        return []
+    m = sweep["metric"]
+    lines = [
+        "",
+        f"### Sweep grid: mean {m} over windows (seed means); selection on the val tail only",
+        "",
+        _row(["point", f"val {m}", f"test {m}", "windows selected"]),
+        _row(["---", "---:", "---:", "---:"]),
+    ]
+    for p in sweep["points"]:
+        lines.append(_row([p["label"], _num(p["val_mean"]), _num(p["test_mean"]), p["windows_selected"]]))
+    pairs = zip(doc["windows"], sweep["selected"], strict=True)
+    chosen = ", ".join(f"{w['index']}: {sweep['points'][s]['label']}" for w, s in pairs)
+    lines += ["", f"Selected per window: {chosen}. The tables above use each window's selected point."]
+    return lines
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -185,6 +219,9 @@ def log_results(settings, run_dir: str, doc: dict, images: dict) -> None:
             logger.log(record, step=win["index"])
         agg, step = doc["aggregate"], len(doc["windows"])
         record = {"walkforward/p_beats_buy_and_hold": agg["p_beats_buy_and_hold"]}
+        for g, p in enumerate(agg.get("sweep", {}).get("points", [])):
+            record[f"walkforward/sweep/{g}/val_{metric}"] = p["val_mean"]
+            record[f"walkforward/sweep/{g}/test_{metric}"] = p["test_mean"]
         for name in BASELINES:
             c = agg[f"agent_minus_{name}"]
             values = {"mean": c["mean"], "iqm": c["iqm"], "ci95_lo": c["ci95"][0], "ci95_hi": c["ci95"][1]}

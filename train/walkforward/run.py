@@ -2,8 +2,9 @@
 
 1. The windows' spans (`windows.py`) over the data, and each window's envs (`bundles.py`): features fitted on
    the window's fit span only.
-2. `agents.train_agents`: `num_seeds` agents per window, with the existing trainer.
-3. Per window: the deterministic policy of every seed on the test span (and on the val tail, if any), and the
+2. `program.train_agents`: `num_seeds` agents per window and sweep point, windows x points x seeds in one program.
+3. Per window: the deterministic policy of every seed (and sweep point) on the test span and on the val tail, if
+   any; with a sweep, the point with the best mean val metric is the window's agent (`sweep.select`); and the
    baselines through the same env (`baselines.py`).
 4. Statistics (`stats.py`), then `walkforward.json`, `walkforward.md`, plots and the logger records (`report.py`).
 """
@@ -19,18 +20,21 @@ import jax
 import numpy as np
 import pandas as pd
 
-from train import parallel
+from train import compile_cache, parallel
 from train.config import ConfigError, describe_keys
 from train.data import load_frame
 from train.evaluate import eval_key
+from train.hyper import SWEEP_KEYS
 from train.loop import TrainingDiverged, resolve_run_dir
 from train.walkforward import report
-from train.walkforward.agents import Agents, PolicyEpisodes, train_agents
+from train.walkforward.agents import Agents, PolicyEpisodes
 from train.walkforward.baselines import BASELINES, PAIRED, run_baselines
 from train.walkforward.bundles import WindowData, prepare_window
 from train.walkforward.config import TRAIN_DEFAULTS, Settings, describe_walkforward_keys, load_settings
 from train.walkforward.episodes import TableEpisodes
+from train.walkforward.program import train_agents
 from train.walkforward.stats import compare, floor_log_returns, notes
+from train.walkforward.sweep import label, select
 from train.walkforward.windows import WindowSpan, overlapping_test_spans, spans_from_config
 
 RANDOM_STREAM = 1  # fold_in tag of the random baseline's keys (the agent's keys are the window's eval key)
@@ -46,6 +50,28 @@ class WindowResult:
     val_agent: dict | None  # metric -> [per seed] on the val tail, or None
     train_seconds: float
     run_dir: str
+    grid: list | None = None  # with a sweep, per point: {"point", "label", "val", "test"} ({metric: [per seed]})
+    selected: int = 0  # the sweep point whose agents are this window's (best mean val metric)
+
+
+def _mean(values: dict, metric: str) -> float:
+    v = np.asarray(values[metric], np.float64)
+    v = floor_log_returns(v) if metric == "log_return" else v
+    return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+
+def evaluate_points(w: WindowData, pols: list, grid: list, policies: PolicyEpisodes, key, metric: str):
+    """Every sweep point's agents (`pols[g]`, point `grid[g]`) on the window's test span and val tail;
+    `(selected point, tests [(metrics, equity)], vals [metrics] or None, the grid's records or None)`."""
+    tests = [policies(w.test, p, key) for p in pols]
+    vals = None if w.val is None else [policies(w.val, p, key)[0] for p in pols]
+    if len(pols) == 1:
+        return 0, tests, vals, None
+    selected = int(select(np.asarray([[_mean(v, metric) for v in vals]]))[0])
+    records = [
+        {"point": point, "label": label(point), "val": vals[g], "test": tests[g][0]} for g, point in enumerate(grid)
+    ]
+    return selected, tests, vals, records
 
 
 def evaluate_windows(windows: list[WindowData], agents: Agents, settings: Settings) -> list[WindowResult]:
@@ -54,16 +80,18 @@ def evaluate_windows(windows: list[WindowData], agents: Agents, settings: Settin
     seed, num_seeds = int(cfg.seed), int(cfg.num_seeds)
     policies, tables = PolicyEpisodes(agents.network), TableEpisodes()
     out = []
-    for w, policy, seconds, run_dir in zip(windows, agents.policies, agents.seconds, agents.run_dirs, strict=True):
+    for i, (w, seconds, run_dir) in enumerate(zip(windows, agents.seconds, agents.run_dirs, strict=True)):
         key = eval_key(seed, w.span.index)
-        agent, agent_equity = policies(w.test, policy, key)
+        points = agents.window_points(i)
+        sel, tests, vals, grid = evaluate_points(w, points, agents.grid, policies, key, str(wf.metric))
+        agent, agent_equity = tests[sel]
         keys = jax.random.split(key, num_seeds)
         random_keys = jax.random.split(jax.random.fold_in(key, RANDOM_STREAM), int(wf.random_seeds))
         rng = np.random.default_rng([seed, w.span.index])
         base, base_equity = run_baselines(w.test, keys, random_keys, int(wf.momentum_bars), tables, rng)
-        val = None if w.val is None else policies(w.val, policy, key)[0]
+        val = None if vals is None else vals[sel]
         equity = {"agent": agent_equity, **base_equity}
-        out.append(WindowResult(w.span, w.test.times, agent, base, equity, val, seconds, run_dir))
+        out.append(WindowResult(w.span, w.test.times, agent, base, equity, val, seconds, run_dir, grid, sel))
     return out
 
 
@@ -85,7 +113,23 @@ def aggregate(results: list[WindowResult], settings: Settings, overlapping: bool
         out[f"agent_minus_{name}"] = compare(agent, base, n, seed).to_dict()
     out["p_beats_buy_and_hold"] = out["agent_minus_buy_and_hold"]["p_positive"]
     out["notes"] = notes(agent.shape[0], agent.shape[1], overlapping)
+    if results and results[0].grid is not None:
+        out["sweep"] = sweep_summary(results, metric)
     return out
+
+
+def sweep_summary(results: list[WindowResult], metric: str) -> dict:
+    """The whole grid: per point its mean val and test metric over windows (seed means first) and how many windows
+    selected it; the selection per window. The headline statistics above use the selected points."""
+    points = []
+    for g, rec in enumerate(results[0].grid):
+        val = [_mean(r.grid[g]["val"], metric) for r in results]
+        test = [_mean(r.grid[g]["test"], metric) for r in results]
+        chosen = sum(r.selected == g for r in results)
+        points.append({"point": rec["point"], "label": rec["label"], "val_mean": float(np.nanmean(val)),
+                       "test_mean": float(np.nanmean(test)), "val_per_window": val, "test_per_window": test,
+                       "windows_selected": chosen})  # fmt: skip
+    return {"metric": metric, "selected": [r.selected for r in results], "points": points}
 
 
 def prepare_windows(settings: Settings, run_dir: str, frame: pd.DataFrame | None = None):
@@ -111,7 +155,7 @@ def run_walkforward(settings: Settings, frame: pd.DataFrame | None = None) -> tu
     with open(os.path.join(run_dir, "config.yaml"), "w") as fh:
         fh.write(settings.to_yaml())
     spans, windows = prepare_windows(settings, run_dir, frame)
-    agents = train_agents(windows, settings.train)
+    agents = train_agents(windows, settings.train, settings.grid)
     results = evaluate_windows(windows, agents, settings)
     stats = aggregate(results, settings, overlapping_test_spans(spans))
     doc = report.write_all(run_dir, settings, results, stats, wall_seconds=time.perf_counter() - t0)
@@ -125,7 +169,10 @@ only), evaluate the deterministic policies on the following test span, and compa
 (at the config's leverage and at 1x), flat, random and momentum baselines run through the same env. Writes
 walkforward.json, walkforward.md and plots into the run directory.
   python -m train.walkforward walkforward.num_windows=6 walkforward.train_days=21 num_seeds=8
-Hyper-parameter sweeps (sweep.*) are not supported yet.
+Hyper-parameter sweeps, every point trained in the same program as the seeds, selected per window on its
+validation tail (never its test span):
+  python -m train.walkforward walkforward.val_days=3 sweep.optim.lr=[1e-4,3e-4,1e-3] sweep.loss.entropy_coeff=[0,0.01]
+Sweepable keys: {sweep_keys}
 
 Walk-forward keys (type, default):
 {wf_keys}
@@ -137,12 +184,15 @@ Trainer keys, as python -m train.ppo (walk-forward defaults: {defaults}):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(USAGE.format(wf_keys=describe_walkforward_keys(), defaults=" ".join(TRAIN_DEFAULTS)) + describe_keys())
+        sweep_keys, defaults = " ".join("sweep." + k for k in SWEEP_KEYS), " ".join(TRAIN_DEFAULTS)
+        usage = USAGE.format(wf_keys=describe_walkforward_keys(), defaults=defaults, sweep_keys=sweep_keys)
+        print(usage + describe_keys())
         return 0
     t0 = time.perf_counter()
     try:
         settings = load_settings(argv)
         parallel.initialize(settings.train)
+        compile_cache.enable(settings.train.compilation_cache)  # as python -m train.ppo: re-runs skip compiles
         run_dir, doc = run_walkforward(settings)
     except ConfigError as err:
         first, *rest = str(err).splitlines() or [""]
