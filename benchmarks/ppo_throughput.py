@@ -35,6 +35,7 @@ from benchmarks.common import (
     add_load_args,
     check_load,
     compile_timed,
+    enable_compilation_cache,
     int_list,
     machine_info,
     median,
@@ -61,8 +62,10 @@ def trainer_config(num_envs: int, steps_per_env: int = 20, iterations: int = 5, 
 
 
 def measure(num_envs: int, *, steps_per_env: int = 20, iterations: int = 5, hidden: int = 128, layers: int = 4,
-            epochs: int = 3, minibatches: int = 3, setup=None, seed: int = 0, devices: int = 1) -> dict:
+            epochs: int = 3, minibatches: int = 3, setup=None, seed: int = 0, devices: int = 1,
+            num_seeds: int = 1) -> dict:
     """One num_envs point: compile both programs, warm up, then median iteration and collect times.
+    `num_seeds=K`: K agents in one program (frames/s count every agent's frames).
 
     `devices > 1`: the trainer's data-parallel program over the first `devices` local devices (envs sharded,
     `parallel.devices=N`); see benchmarks/scaling.py for 1, 2, 4 fake CPU devices."""
@@ -72,10 +75,10 @@ def measure(num_envs: int, *, steps_per_env: int = 20, iterations: int = 5, hidd
     from train.ppo import make_train
 
     cfg = trainer_config(num_envs, steps_per_env, iterations, hidden, layers, epochs, minibatches,
-                         extra=(f"parallel.devices={devices}",))
+                         extra=(f"parallel.devices={devices}", f"num_seeds={num_seeds}"))
     setup = setup or build_setup(cfg)
     fns = make_train(cfg, setup.train.env, parallel.make_mesh(cfg))
-    params, keys = fns.place_inputs(setup.train.params, jax.random.split(jax.random.PRNGKey(seed), 1))
+    params, keys = fns.place_inputs(setup.train.params, jax.random.split(jax.random.PRNGKey(seed), num_seeds))
     runner = fns.init(params, keys)
     iteration, compile_it = compile_timed(fns.iteration, params, runner)
     collect, compile_col = compile_timed(fns.collect, params, runner)
@@ -93,11 +96,12 @@ def measure(num_envs: int, *, steps_per_env: int = 20, iterations: int = 5, hidd
             runner, _ = one_iteration(runner)
             it_times.append(time.perf_counter() - t0)
         col_times = [time_call(collect, params, runner)[1] for _ in range(iterations)]
-    F = fns.frames_per_iteration
+    F = fns.frames_per_iteration * num_seeds
     t_it, t_col = median(it_times), median(col_times)
     t_upd = max(t_it - t_col, 1e-9)
     return {
-        "num_envs": num_envs, "devices": devices, "steps_per_env": steps_per_env, "frames_per_iteration": F,
+        "num_envs": num_envs, "num_seeds": num_seeds, "devices": devices, "steps_per_env": steps_per_env,
+        "frames_per_iteration": F,
         "minibatches": int(num_minibatches(cfg)), "mini_batch_size": int(cfg.loss.mini_batch_size),
         "compile_iteration_s": compile_it, "compile_collect_s": compile_col,
         "iteration_times_s": it_times, "collect_times_s": col_times,
@@ -116,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--minibatches", type=int, default=3)
+    p.add_argument("--num-seeds", type=int, default=1, help="agents per program (num_seeds); fps counts all")
     p.add_argument("--deadline-s", type=float, default=None, help="skip remaining sizes after this many seconds")
     p.add_argument("--tag", default=None, help="file name stem (default ppo_throughput-<backend>)")
     p.add_argument("--out", default=DEFAULT_OUT)
@@ -126,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args) -> dict:
     t_start = time.perf_counter()
+    enable_compilation_cache(args)
     load = check_load(args.allow_busy, "ppo_throughput")
     rows, skipped = [], []
     for n in args.num_envs:
@@ -133,7 +139,7 @@ def run(args) -> dict:
             skipped.append({"num_envs": n, "why": "deadline"})
             continue
         row = measure(n, steps_per_env=args.steps_per_env, iterations=args.iterations, hidden=args.hidden,
-                      layers=args.layers, epochs=args.epochs, minibatches=args.minibatches)
+                      layers=args.layers, epochs=args.epochs, minibatches=args.minibatches, num_seeds=args.num_seeds)
         rows.append(row)
         print(f"  ppo num_envs={n:>7}: total {row['total_fps']:.4g} fps, collect {row['collect_fps']:.4g} fps, "
               f"update {row['update_fps']:.4g} fps (compile {row['compile_iteration_s']:.1f} + "

@@ -198,3 +198,23 @@ def test_evaluate_runs_trained_from_python_with_custom_features(tiny, tmp_path):
     named.mkdir()
     (named / "custom.json").write_text(json.dumps(record))
     assert run_features(str(named)) is scaled_ohlcv
+
+
+def test_seeds_in_one_program_equal_single_seed_runs(tiny):
+    """`num_seeds=2` in one program (one seed after another on CPU, `train.ppo._seeds_in_turn`) gives each seed
+    the run that `num_seeds=1` gives with that seed's key."""
+    from train.ppo import make_train
+
+    setup = tiny["setup"]
+    two = make_train(load_config(tiny["args"] + ["num_seeds=2"]), setup.train.env)
+    keys = jax.random.split(jax.random.PRNGKey(7), 2)
+    runner2 = two.init(setup.train.params, keys)
+    runners1 = [tiny["fns"].init(setup.train.params, keys[k : k + 1]) for k in range(2)]
+    for _ in range(2):
+        runner2, metrics2 = two.iteration(setup.train.params, runner2)
+        stepped = [tiny["fns"].iteration(setup.train.params, r) for r in runners1]
+        runners1 = [r for r, _ in stepped]
+    for k in range(2):
+        for a, b in zip(jax.tree.leaves(runner2.train.params), jax.tree.leaves(runners1[k].train.params), strict=True):
+            np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[0]), rtol=1e-5, atol=1e-6)
+        assert float(metrics2["train/loss"][k]) == pytest.approx(float(stepped[k][1]["train/loss"][0]), rel=1e-5)
