@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     t0 = time.perf_counter()
     if args.quick:
-        env_argv = ["--num-envs", "8,64", "--configs", "a", "--steps", "32", "--repeats", "1", "--baseline-s",
-                    "0.2", "--memory", "64,256"]
-        ppo_argv = ["--num-envs", "8", "--iterations", "1", "--hidden", "16", "--layers", "1"]
+        env_argv = ["--num-envs", "8", "--configs", "a", "--steps", "16", "--repeats", "1", "--baseline-s",
+                    "0.2", "--memory", "64"]
+        ppo_argv = ["--num-envs", "8", "--iterations", "1", "--steps-per-env", "4", "--hidden", "16", "--layers", "1"]
     else:
         env_argv = ["--num-envs", args.env_sizes, "--configs", "a,b,c", "--repeats", "3", "--target-s", "0.3",
                     "--baseline-s", "1", "--memory", "65536", "--deadline-s", str(0.45 * args.budget_s)]
