@@ -3,7 +3,8 @@
     python -m train.ppo [CONFIG.yaml] [group.key=value ...]        # see train/config.py for every key
     python -m train.ppo --help                                     # list the keys and defaults
 
-`make_train(cfg, env)` returns pure functions (vmapped over `num_seeds` agents, jitted):
+`make_train(cfg, env)` returns pure jitted functions over `num_seeds` agents (one agent: no seed axis inside
+the program; several on one CPU device: one after another, `lax.map`; with a mesh or an accelerator: vmapped):
 
 * `init(env_params, keys[K]) -> RunnerState`
 * `iteration(env_params, runner) -> (runner, metrics)`: collect `frames_per_batch // num_envs` steps of

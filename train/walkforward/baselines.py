@@ -3,9 +3,9 @@
 Each baseline is a table of action indices run as a deterministic-start episode (`episodes.TableEpisodes`):
 
 * `buy_and_hold`: the largest action level (+1 by default: exposure `L x PV` at the config's leverage L), every bar;
-* `buy_and_hold_1x`: exposure `1 x PV`. A level `1/L` gives that on the same env (spec §3.3: notional
+* `buy_and_hold_1x`: exposure `1 x PV`. A level `1/L` gives that on the same env (docs/semantics.md §3.3: notional
   `PV |a| L / (1 + L f)`), so it is used when `env.action_levels` has one; otherwise (the default levels
-  [-1, 0, 1]) the largest level with the env params' leverage set to 1 (spot: no liquidation, spec §3.10).
+  [-1, 0, 1]) the largest level with the env params' leverage set to 1 (spot: no liquidation, docs/semantics.md §3.10).
   The fractional env reads its leverage from the params only, so this is the leverage-1 env's episode, bit
   for bit, from the same compiled program (tests/train/test_walkforward_baselines.py checks it);
 * `flat`: the 0 level throughout (no trade: log return 0);

@@ -3,10 +3,10 @@
 * Training: `train.data.build_setup` on the rows of the window's fit span alone (`env.test_split_start` off),
   so `env.features=zscore_train` fits its z-score statistics on that span only (`trading_jax.features.fit_zscore`)
   and no later bar can reach the agent's training.
-* Evaluation spans: one episode (`random_start=False`, no length limit, fixed cash, spec §2.3) whose first step
-  acts on the first execution bar at or after the span's start and whose last bar closes at its end. Its
-  observation windows reach back before the start (past bars only, spec §1.6), so the market is built from a
-  warm-up prefix and then cut at the span's first bar (`market_from`); the features use the frozen statistics
+* Evaluation spans: one episode (`random_start=False`, no length limit, fixed cash, docs/semantics.md §2.3) whose first
+  step acts on the first execution bar at or after the span's start and whose last bar closes at its end. Its
+  observation windows reach back before the start (past bars only, docs/semantics.md §1.6), so the market is built from
+  a warm-up prefix and then cut at the span's first bar (`market_from`); the features use the frozen statistics
   of the window's fit span.
 """
 
@@ -62,7 +62,7 @@ def market_from(market: trading_jax.Market, first: int) -> trading_jax.Market:
 
 def warmup(cfg, extra_bars: int = 0) -> pd.Timedelta:
     """A generous look-back before a span's start: twice the longest observation window plus the coarsest bar
-    (which covers the coarse-timeframe offsets of spec §1.5), plus `extra_bars` execution bars."""
+    (which covers the coarse-timeframe offsets of docs/semantics.md §1.5), plus `extra_bars` execution bars."""
     e = cfg.env
     tfs, ws, exec_tf = normalize_timeframes(list(e.time_frames), list(e.window_sizes), e.execute_on)
     longest = max(tf.timedelta * w for tf, w in zip(tfs, ws, strict=True))

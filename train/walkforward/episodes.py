@@ -1,8 +1,8 @@
 """Deterministic-start episodes of fixed action tables, and the per-episode numbers both the agent and the
 baselines report.
 
-A table episode acts `table[t]` at step t, from the first bar of an evaluation span to its end (spec §3.1: the
-order fills at the close of the bar it was chosen on, times the slippage draw). Its keys are derived as the
+A table episode acts `table[t]` at step t, from the first bar of an evaluation span to its end (docs/semantics.md §3.1:
+the order fills at the close of the bar it was chosen on, times the slippage draw). Its keys are derived as the
 agent's deterministic episode derives them (`train.evaluate`): `k_reset, k_run = split(key)`, one key per step
 from `k_run`, so an agent episode and a baseline episode given the same key see the same slippage draws
 (common random numbers: their difference carries no slippage noise of its own).
@@ -47,7 +47,7 @@ def _table_episode(env, num_steps: int):
 class TableEpisodes:
     """Compiled, batch-vmapped table episodes, one program per (env config, observation shape, steps): windows of
     equal length share it (the market lives in the env params). The leverage is per episode: the fractional env
-    reads it from its params alone (spec §3.3, §3.10), so leverage 1 is the spot env's episode."""
+    reads it from its params alone (docs/semantics.md §3.3, §3.10), so leverage 1 is the spot env's episode."""
 
     def __init__(self):
         self.cache: dict = {}
