@@ -78,3 +78,23 @@ def scaled_ohlcv(bars):
         out[f"features_{col}"] = out[col] / first_close
     out["features_volume"] = out["volume"] / max(float(out["volume"].mean()), 1e-12)
     return out
+
+
+def random_walk_frame(segments: int, bars_per_segment: int, vol: float = 0.004, warmup: int = 96) -> pd.DataFrame:
+    """Hourly OHLCV bars of a driftless random walk: `warmup` bars, then `segments` stretches of log increments
+    `N(0, vol^2)`, each from its own seeded generator (`default_rng(1000 + k)`): seeded markets glued end to end."""
+    parts = [np.random.default_rng(999).normal(0, vol, warmup)]
+    parts += [np.random.default_rng(1000 + k).normal(0, vol, bars_per_segment) for k in range(segments)]
+    close = 100.0 * np.exp(np.cumsum(np.concatenate(parts)))
+    open_ = np.concatenate([[close[0]], close[:-1]])
+    wick = 1 + 0.001 * np.random.default_rng(7).random((2, len(close)))
+    return pd.DataFrame(
+        {
+            "open": open_,
+            "high": np.maximum(open_, close) * wick[0],
+            "low": np.minimum(open_, close) / wick[1],
+            "close": close,
+            "volume": 10.0 + wick[0],
+        },
+        index=pd.date_range("2024-01-01", periods=len(close), freq="1h", name="timestamp"),
+    )
