@@ -4,6 +4,7 @@ runs in a fresh interpreter with `XLA_FLAGS=--xla_force_host_platform_device_cou
     python -m tests.support.parallel_worker devices OUT.json            # 1 vs 1-device mesh vs 4 devices, envs sharded
     python -m tests.support.parallel_worker seeds OUT.json RUN_ROOT     # num_seeds=4 over 4 devices via train(), resume
     python -m tests.support.parallel_worker process OUT.json ARGS...    # one process of a jax.distributed run
+    python -m tests.support.parallel_worker walkforward OUT.json ROOT   # walk-forward agents: 1 device vs sharded
 
 Each mode writes its measurements as JSON; the test asserts on them.
 """
@@ -276,6 +277,49 @@ def mode_process(out_path: str, argv: list[str]) -> None:
         print_summary(cfg, result)
 
 
+def mode_walkforward(out: str, root: str) -> None:
+    """Walk-forward agents (2 windows x 2 seeds = 4) in one program, on one device and sharded over the
+    process's devices (agents split over them): per agent, the largest parameter difference."""
+    import copy
+    import dataclasses
+
+    import numpy as np
+
+    from tests.support.train_synth import sine_frame
+    from train import parallel
+    from train.walkforward.config import load_settings
+    from train.walkforward.program import train_group
+    from train.walkforward.run import prepare_windows
+
+    args = [a for a in TINY if not a.startswith("env.test_split_start")] + [
+        "num_seeds=2", "collector.total_frames=128", "walkforward.train_days=6", "walkforward.test_days=2",
+        "walkforward.num_windows=2", "walkforward.plots=false", "checkpoint.enabled=false",
+    ]  # fmt: skip
+    settings = load_settings(args + ["parallel.devices=all", f"logger.run_dir={root}/wf"])
+    _, windows = prepare_windows(settings, f"{root}/wf", sine_frame(24 * 12))
+    results = {}
+    for name, mesh in (("one", None), ("sharded", parallel.make_mesh(settings.train))):
+        moved = []
+        for w in windows:
+            c = copy.deepcopy(w.cfg)
+            c.logger.run_dir = f"{root}/{name}/w{w.span.index:02d}"
+            moved.append(dataclasses.replace(w, cfg=c))
+        results[name] = train_group(moved, settings.train, [{}], mesh)[0]
+    diffs = [
+        _max_abs(results["one"][w][0], results["sharded"][w][0]) for w in range(len(windows))
+    ]  # [window][point] -> (params, batch_stats) with a leading seed axis
+    import jax
+
+    payload = {
+        "devices": jax.device_count(),
+        "mesh": parallel.make_mesh(settings.train).size,
+        "max_abs_per_window": diffs,
+        "finite": bool(all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree.leaves(results["sharded"]))),
+    }
+    with open(out, "w") as fh:
+        json.dump(payload, fh)
+
+
 if __name__ == "__main__":
     mode, out = sys.argv[1], sys.argv[2]
     if mode == "devices":
@@ -284,5 +328,7 @@ if __name__ == "__main__":
         mode_seeds(out, sys.argv[3])
     elif mode == "process":
         mode_process(out, sys.argv[3:])
+    elif mode == "walkforward":
+        mode_walkforward(out, sys.argv[3])
     else:
         raise SystemExit(f"unknown mode {mode!r}")

@@ -231,3 +231,12 @@ def test_two_processes_hold_identical_parameters(tmp_path):
     assert "eval/reward" in train_records[-1]
     assert os.path.isdir(run_dir / "checkpoints" / "ckpt_00000003")
     assert "PPO summary" in outputs[0][1] and "PPO summary" not in outputs[1][1]
+
+
+@pytest.mark.slow
+def test_walkforward_agents_sharded_over_devices_match_one_device(tmp_path):
+    """Walk-forward's one program (2 windows x 2 seeds = 4 agents) with the agents split over 2 devices: every
+    agent's parameters are those of the single-device program, within float reduction order."""
+    d = _worker("walkforward", tmp_path / "wf.json", tmp_path, devices=2)
+    assert d["devices"] == 2 and d["mesh"] == 2 and d["finite"]
+    assert len(d["max_abs_per_window"]) == 2 and max(d["max_abs_per_window"]) < PARAMS_ATOL, d
