@@ -1,5 +1,6 @@
-"""What a run prints before its progress bar: a header within a second or two of the start, then a
-"compiling…" line with its elapsed time, so a first run never sits silent while XLA compiles."""
+"""What a run prints before its progress bar: a header within a second or two of the start, then a timed
+line for each slow start-up step (loading the data, compiling), so a first run never sits silent while XLA
+compiles."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def print_header(lines: list[str], file=None) -> None:
 
 
 @contextmanager
-def compiling(what: str = "compiling the training program", file=None, enabled: bool = True):
+def timed(what: str, file=None, enabled: bool = True):
     """Show `what…` with its elapsed time while the body runs (a live spinner on a terminal, two plain lines
     otherwise), then how long it took. `enabled=False`: silent."""
     console = _console(file)

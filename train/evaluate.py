@@ -225,7 +225,13 @@ def run_features(run_dir: str, features=None):
             "it from Python: `from train.evaluate import evaluate_run; evaluate_run(RUN_DIR, features=FEATURES)`, "
             "or define the functions at the top level of an importable module"
         )
-    fns = [import_name(n) for n in names]
+    try:
+        fns = [import_name(n) for n in names]
+    except (ImportError, AttributeError) as err:
+        raise ValueError(
+            f"{run_dir} was trained with the feature functions {', '.join(names)}, which do not import here ({err}): "
+            "put their module on PYTHONPATH, or evaluate from Python with evaluate_run(RUN_DIR, features=FEATURES)"
+        ) from None
     return fns if custom.get("features_per_timeframe") else fns[0]
 
 

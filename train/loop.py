@@ -184,13 +184,13 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None, ckpt: dic
         check_run_dir(run_dir, resume=resumed)
     ckpt = (ckpt or load_resume(cfg)) if resumed else None
     cfg = pin_paths(cfg, run_dir)
+    talk = main and bool(cfg.logger.progress)  # the start-up lines (train.console), with the progress bar
     if setup is None:
-        with console.compiling("loading the data and building the envs", enabled=main and bool(cfg.logger.progress)):
+        with console.timed("loading the data and building the envs", enabled=talk):
             setup = _build_setup(cfg, frame, run_dir, resumed)
     fns = fns or make_train(cfg, setup.train.env, parallel.make_mesh(cfg))
     run = _TrainingRun(cfg, setup, fns, run_dir)
-    talk = main and bool(cfg.logger.progress)
-    with console.compiling("initialising the agents (compiling init)", enabled=talk):
+    with console.timed("initialising the agents (compiling init)", enabled=talk):
         runner = run.initial_runner(ckpt)  # checked against the checkpoint's shapes before anything is written
     if ckpt is not None:
         report_resume(cfg, setup, fns, ckpt, runner)
@@ -199,7 +199,7 @@ def train(cfg, *, frame=None, setup=None, fns: TrainFns | None = None, ckpt: dic
         if main:
             write_run_files(run_dir, to_yaml(cfg), setup.features, setup.custom)
         run.open_checkpoints(ckpt)
-        with console.compiling("compiling the training and evaluation programs", enabled=talk):
+        with console.timed("compiling the training and evaluation programs", enabled=talk):
             run.compile(runner)
         result = run.loop(runner, ckpt)
     finally:

@@ -198,6 +198,9 @@ def test_evaluate_runs_trained_from_python_with_custom_features(tiny, tmp_path):
     named.mkdir()
     (named / "custom.json").write_text(json.dumps(record))
     assert run_features(str(named)) is scaled_ohlcv
+    (named / "custom.json").write_text(json.dumps(dict(record, features=["gone.module:scaled_ohlcv"])))
+    with pytest.raises(ValueError, match=r"gone.module:scaled_ohlcv, which do not import here.*PYTHONPATH"):
+        run_features(str(named))
 
 
 def test_seeds_in_one_program_equal_single_seed_runs(tiny):
