@@ -30,6 +30,7 @@ over the devices; params and optimiser state replicated; XLA all-reduces gradien
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
@@ -311,7 +312,7 @@ def make_train(cfg, env, mesh=None, *, per_agent: bool = False) -> TrainFns:
         minibatches = jax.tree.map(lambda x: jnp.take(x, idx, axis=0), flat)
         if mesh is not None and mb_size % mesh.size == 0:  # else XLA picks the layout
             minibatches = constrain(minibatches, None, parallel.DATA_AXIS)  # [num_mb, mb_size / D per device]
-        update = _update_minibatch if h is default_h else (lambda t, xs: _update_minibatch(t, xs, h))
+        update = functools.partial(_update_minibatch, h=h)
         ts, terms = jax.lax.scan(update, ts, (minibatches, jax.random.split(k_mb, num_mb)))
         return (ts, traj, adv, targets), (terms, ev)
 
@@ -323,7 +324,7 @@ def make_train(cfg, env, mesh=None, *, per_agent: bool = False) -> TrainFns:
         if not recompute:  # PureJaxRL style: advantages once, from the pre-update network
             ts, adv, targets, values = _calculate_gae(ts, traj, k_gae, h)
             ev0 = explained_variance(values, targets)
-        epoch = _update_epoch if h is default_h else (lambda c, k: _update_epoch(c, k, h))
+        epoch = functools.partial(_update_epoch, h=h)
         (ts, _, _, _), (terms, ev) = jax.lax.scan(epoch, (ts, traj, adv, targets), jax.random.split(k_epochs, epochs))
         metrics = _metrics(traj, episodes, terms, ev[0] if recompute else ev0)
         # NaN guard (train.loop stops on False): every loss term and gradient norm of every update, the new
