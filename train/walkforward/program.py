@@ -2,8 +2,9 @@
 
 Windows of equal shapes (the same env config, observation shape and market array shapes: rolling windows of
 one length) form one group. A group's agents lie on one axis `A = windows x points x seeds` (seed fastest):
-`make_train(cfg, env, mesh, per_agent=True)` vmaps them (or shards them over the devices when `A` is a multiple
-of the device count, `train/parallel.py`), each agent with its window's `EnvParams` (leaves stacked `[A, ...]`)
+`make_train(cfg, env, mesh, per_agent=True)` runs them in one program (one after another on one CPU device,
+vmapped on an accelerator, sharded over the devices when `A` is a multiple of the device count:
+`train/parallel.py`), each agent with its window's `EnvParams` (leaves stacked `[A, ...]`)
 and its point's hyper-parameters (`train.hyper`). Agent (window w, point g, seed k) starts from
 `split(PRNGKey(seed + w), num_seeds)[k]`, the key `train.loop.train` gives seed k of window w's own run, so one
 window and point trained here reproduce `python -m train.ppo` on that window (up to float reduction order).
